@@ -1,0 +1,141 @@
+"""A small synchronous engine client speaking the REST API both dialects share.
+
+The stock ``elasticsearch`` client refuses to talk to OpenSearch (product check),
+so Polyseek's own side of the wire uses httpx with the dialect for what differs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from pipelines.engine.dialect import Body, Dialect, dialect_for
+from pipelines.settings import Settings
+
+
+class EngineUnavailable(RuntimeError):
+    """The engine did not answer (connection refused, timeout, 5xx); worth a retry."""
+
+
+class EngineRequestError(RuntimeError):
+    """The engine answered with a 4xx error about the request itself."""
+
+    def __init__(self, status: int, body: Any):
+        super().__init__(f"engine answered {status}: {json.dumps(body)[:2000]}")
+        self.status = status
+        self.body = body
+
+
+@dataclass
+class BulkItemResult:
+    """One line of a ``_bulk`` response."""
+
+    id: str
+    status: int
+    result: str | None
+    error: Body | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.status < 300
+
+    @property
+    def retryable(self) -> bool:
+        """429 and 5xx are the engine's trouble, not the document's."""
+        return self.status == 429 or self.status >= 500
+
+
+class EngineClient:
+    """Synchronous calls to the engine at ``settings.engine_url``."""
+
+    def __init__(self, settings: Settings, timeout_s: float = 30.0):
+        self.settings = settings
+        self.dialect: Dialect = dialect_for(settings.engine)
+        self._http = httpx.Client(base_url=settings.engine_url, timeout=timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> EngineClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transport -----------------------------------------------------------------
+    def request(self, method: str, path: str, *, json_body: Any = None, content: bytes | None = None,
+                params: Mapping[str, Any] | None = None, ok_statuses: Iterable[int] = ()) -> Any:
+        """Send one request; raise :class:`EngineUnavailable` or :class:`EngineRequestError`."""
+        headers = {"content-type": "application/x-ndjson"} if content is not None else None
+        try:
+            resp = self._http.request(method, path, json=json_body, content=content, params=params,
+                                      headers=headers)
+        except httpx.TransportError as exc:
+            raise EngineUnavailable(f"{method} {path}: {exc!r}") from exc
+        body = resp.json() if resp.content else None
+        if resp.status_code >= 500 or resp.status_code == 429:
+            raise EngineUnavailable(f"{method} {path}: {resp.status_code} {resp.text[:500]}")
+        if resp.status_code >= 400 and resp.status_code not in set(ok_statuses):
+            raise EngineRequestError(resp.status_code, body)
+        return body
+
+    # -- indices -------------------------------------------------------------------
+    def index_exists(self, index: str) -> bool:
+        try:
+            self._http.head(f"/{index}").raise_for_status()
+            return True
+        except httpx.HTTPStatusError:
+            return False
+        except httpx.TransportError as exc:
+            raise EngineUnavailable(str(exc)) from exc
+
+    def create_products_index(self, index: str, dims: int | None = None) -> bool:
+        """Create ``index`` from the product templates; False if it already exists."""
+        body = self.dialect.product_index_body(dims or self.settings.dense_dims)
+        return self._create(index, body)
+
+    def create_dead_letter_index(self, index: str | None = None) -> bool:
+        return self._create(index or self.settings.dead_letter_index, self.dialect.dead_letter_index_body())
+
+    def _create(self, index: str, body: Body) -> bool:
+        resp = self.request("PUT", f"/{index}", json_body=body, ok_statuses=(400,))
+        if resp and resp.get("error"):
+            if resp["error"].get("type") == "resource_already_exists_exception":
+                return False
+            raise EngineRequestError(400, resp)
+        return True
+
+    def delete_index(self, index: str) -> None:
+        self.request("DELETE", f"/{index}", ok_statuses=(404,))
+
+    def refresh(self, index: str) -> None:
+        self.request("POST", f"/{index}/_refresh")
+
+    # -- documents -----------------------------------------------------------------
+    def bulk_index(self, index: str, docs: Iterable[tuple[str, Body]], refresh: bool = False) -> list[BulkItemResult]:
+        """Index ``(id, source)`` pairs with one ``_bulk`` call; one result per document."""
+        lines: list[str] = []
+        for doc_id, source in docs:
+            lines.append(json.dumps({"index": {"_index": index, "_id": doc_id}}))
+            lines.append(json.dumps(source, ensure_ascii=False))
+        if not lines:
+            return []
+        payload = ("\n".join(lines) + "\n").encode()
+        resp = self.request("POST", "/_bulk", content=payload,
+                            params={"refresh": "true"} if refresh else None)
+        results = []
+        for item in resp["items"]:
+            (action,) = item.values()
+            results.append(BulkItemResult(id=action.get("_id"), status=action.get("status", 500),
+                                          result=action.get("result"), error=action.get("error")))
+        return results
+
+    def search(self, index: str, body: Body) -> Body:
+        return self.request("POST", f"/{index}/_search", json_body=body)
+
+    def count(self, index: str) -> int:
+        return self.request("GET", f"/{index}/_count")["count"]

@@ -1,0 +1,111 @@
+"""What differs between Elasticsearch and OpenSearch, in one class per dialect.
+
+A dialect turns Polyseek's intent (an index for products, a kNN clause, a sparse
+clause) into the body the engine understands.  It sends nothing itself: the
+:class:`~pipelines.engine.client.EngineClient` and the query service do.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from abc import ABC, abstractmethod
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "es_templates"
+
+Body = dict[str, Any]
+
+
+@cache
+def load_template(relpath: str) -> Body:
+    """A JSON file from ``es_templates/`` (cached; callers get a deep copy)."""
+    return json.loads((TEMPLATES_DIR / relpath).read_text())
+
+
+def _merge(into: Body, other: Body) -> Body:
+    for key, value in other.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = copy.deepcopy(value)
+    return into
+
+
+def sparse_query(field: str, weights: dict[str, float], boost: float = 1.0) -> Body:
+    """Dot product of query term weights with the document's ``rank_features``.
+
+    Both dialects score ``rank_feature`` with a ``linear`` function the same way, so
+    a bool/should over the query's terms gives sum(q_t * d_t).
+    """
+    return {"bool": {"should": [
+        {"rank_feature": {"field": f"{field}.{term}", "linear": {}, "boost": w * boost}}
+        for term, w in weights.items() if w > 0
+    ], "minimum_should_match": 1}}
+
+
+class Dialect(ABC):
+    """Request shapes for one engine family."""
+
+    name: str
+
+    def product_index_body(self, dims: int) -> Body:
+        """Settings and mappings of a products index, from the component templates."""
+        body: Body = {}
+        for part in ("component/products-text.json", f"{self.name}/products-vectors.json"):
+            _merge(body, copy.deepcopy(load_template(part)["template"]))
+        self._set_dims(body["mappings"]["properties"]["embedding"], dims)
+        return body
+
+    def dead_letter_index_body(self) -> Body:
+        return copy.deepcopy(load_template("component/dead-letter.json")["template"])
+
+    @abstractmethod
+    def _set_dims(self, field_mapping: Body, dims: int) -> None: ...
+
+    @abstractmethod
+    def knn_query(self, field: str, vector: list[float], k: int, num_candidates: int,
+                  filter: Body | None = None) -> Body:
+        """A query-DSL clause returning the ``k`` nearest documents (scores higher = closer)."""
+
+
+class OpenSearchDialect(Dialect):
+    name = "opensearch"
+
+    def _set_dims(self, field_mapping: Body, dims: int) -> None:
+        field_mapping["dimension"] = dims
+
+    def knn_query(self, field: str, vector: list[float], k: int, num_candidates: int,
+                  filter: Body | None = None) -> Body:
+        clause: Body = {"vector": vector, "k": k}
+        if filter:
+            clause["filter"] = filter
+        # the lucene engine explores max(k, ef_search); num_candidates maps to k here
+        # when larger, and results are cut to k by the caller's size.
+        clause["k"] = max(k, num_candidates) if num_candidates else k
+        return {"knn": {field: clause}}
+
+
+class ElasticsearchDialect(Dialect):
+    name = "elasticsearch"
+
+    def _set_dims(self, field_mapping: Body, dims: int) -> None:
+        field_mapping["dims"] = dims
+
+    def knn_query(self, field: str, vector: list[float], k: int, num_candidates: int,
+                  filter: Body | None = None) -> Body:
+        clause: Body = {"field": field, "query_vector": vector, "k": k,
+                        "num_candidates": max(num_candidates, k)}
+        if filter:
+            clause["filter"] = filter
+        return {"knn": clause}
+
+
+def dialect_for(name: str) -> Dialect:
+    """The dialect object for ``"opensearch"`` or ``"elasticsearch"``."""
+    try:
+        return {"opensearch": OpenSearchDialect, "elasticsearch": ElasticsearchDialect}[name]()
+    except KeyError:
+        raise ValueError(f"unknown engine dialect {name!r}") from None

@@ -1,0 +1,196 @@
+"""Start, stop and inspect a local single-node engine on 127.0.0.1.
+
+Used by ``polyseek engine start|stop|status``, the Makefile and the tests.  The
+node runs with security off, a small heap, data and logs under the settings'
+engine home, and is considered started when cluster health is green.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+
+from pipelines.engine.distribution import assemble_home, opensearch_distribution
+from pipelines.settings import Settings
+
+
+class EngineError(RuntimeError):
+    """The local engine could not be started, stopped or reached."""
+
+
+@dataclass
+class EngineStatus:
+    running: bool
+    pid: int | None
+    url: str
+    name: str | None = None
+    version: str | None = None
+    health: str | None = None
+    plugins: list[str] | None = None
+
+    def describe(self) -> str:
+        if not self.running:
+            return f"engine not running ({self.url})"
+        return (f"{self.name} {self.version} at {self.url}: health {self.health}, pid {self.pid}, "
+                f"plugins/modules: {', '.join(self.plugins or [])}")
+
+
+def _find_java_home(settings: Settings, java_major: int = 17) -> Path:
+    candidates = [settings.engine_java_home, os.environ.get("OPENSEARCH_JAVA_HOME"),
+                  os.environ.get("JAVA_HOME")]
+    candidates += sorted(Path("/usr/lib/jvm").glob(f"*{java_major}*")) if Path("/usr/lib/jvm").exists() else []
+    for c in candidates:
+        if c and (Path(c) / "bin" / "java").exists():
+            return Path(c)
+    java = shutil.which("java")
+    if java:
+        return Path(java).resolve().parent.parent
+    raise EngineError("no JDK found: set POLYSEEK_ENGINE_JAVA_HOME")
+
+
+class LocalEngine:
+    """One local node of the configured engine."""
+
+    def __init__(self, settings: Settings):
+        if settings.engine != "opensearch":
+            raise EngineError(
+                f"the local launcher runs OpenSearch only; '{settings.engine}' is not distributed "
+                "on Maven Central as a runnable node (point POLYSEEK_ENGINE_URL at your own cluster)")
+        self.settings = settings
+        self.dist = opensearch_distribution(settings.engine_version)
+        self.engine_dir = settings.resolved_engine_dir
+        self.state_dir = self.engine_dir / f"opensearch-{settings.engine_version}"
+        self.pid_file = self.state_dir / "engine.pid"
+        parsed = urlparse(settings.engine_url)
+        self.host = parsed.hostname or "127.0.0.1"
+        self.port = parsed.port or 9200
+
+    # -- layout --------------------------------------------------------------------
+    def _write_config(self, home: Path) -> Path:
+        conf = self.state_dir / "config"
+        if conf.exists():
+            shutil.rmtree(conf)
+        shutil.copytree(home / "config", conf)
+        (self.state_dir / "data").mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
+        (conf / "opensearch.yml").write_text("\n".join([
+            "cluster.name: polyseek",
+            "node.name: polyseek-local",
+            f"network.host: {self.host}",
+            f"http.port: {self.port}",
+            f"transport.port: {self.port + 100}",
+            "discovery.type: single-node",
+            f"path.data: {self.state_dir / 'data'}",
+            f"path.logs: {self.state_dir / 'logs'}",
+            "action.auto_create_index: true",
+            "cluster.routing.allocation.disk.threshold_enabled: false",
+            "",
+        ]))
+        heap = self.settings.engine_heap
+        (conf / "jvm.options.d" / "polyseek.options").write_text(f"-Xms{heap}\n-Xmx{heap}\n")
+        return conf
+
+    def _as_engine_user(self, cmd: list[str]) -> list[str]:
+        """OpenSearch refuses to run as root: run it as an unprivileged system user."""
+        user = self.settings.engine_user
+        if subprocess.run(["id", "-u", user], capture_output=True).returncode != 0:
+            subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                            user], check=True)
+        subprocess.run(["chown", "-R", f"{user}:", str(self.engine_dir)], check=True)
+        return ["runuser", "-u", user, "--", *cmd]
+
+    # -- lifecycle -----------------------------------------------------------------
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        return pid
+
+    def start(self) -> EngineStatus:
+        """Start the node (no-op if it already answers) and wait for green health."""
+        current = self.status()
+        if current.running:
+            return current
+        home = assemble_home(self.dist, self.settings.cache_dir / "artifacts", self.engine_dir)
+        conf = self._write_config(home)
+        env = dict(os.environ)
+        env.update(OPENSEARCH_JAVA_HOME=str(_find_java_home(self.settings)),
+                   OPENSEARCH_PATH_CONF=str(conf))
+        env.pop("JAVA_TOOL_OPTIONS", None)
+        cmd = [str(home / "bin" / "opensearch"), "-d", "-p", str(self.pid_file)]
+        if os.geteuid() == 0:
+            cmd = self._as_engine_user(cmd)
+        log = (self.state_dir / "logs" / "launcher.out").open("w")
+        proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        if proc.returncode != 0:
+            raise EngineError(f"engine failed to start, see {log.name}:\n{Path(log.name).read_text()[-3000:]}")
+        deadline = time.monotonic() + self.settings.engine_start_timeout_s
+        while time.monotonic() < deadline:
+            status = self.status(wait_for_green=True)
+            if status.running and status.health == "green":
+                return status
+            if self.pid() is None and self.pid_file.exists():
+                break
+            time.sleep(1.0)
+        tail = self._log_tail()
+        self.stop()
+        raise EngineError(f"engine did not become green in {self.settings.engine_start_timeout_s}s:\n{tail}")
+
+    def stop(self, timeout_s: float = 60.0) -> bool:
+        """Stop the node; SIGKILL if it does not exit in ``timeout_s``. True if one was running."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.pid() is not None:
+            time.sleep(0.3)
+        if self.pid() is not None:
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(0.5)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def status(self, wait_for_green: bool = False) -> EngineStatus:
+        """What answers at the engine URL (version, health, installed plugins/modules)."""
+        url = self.settings.engine_url
+        try:
+            with httpx.Client(base_url=url, timeout=5.0) as client:
+                root = client.get("/").json()
+                params = {"wait_for_status": "green", "timeout": "1s"} if wait_for_green else {}
+                health = client.get("/_cluster/health", params=params).json()
+                plugins = client.get("/_cat/plugins", params={"format": "json"}).json()
+                nodes = client.get("/_nodes/_local/plugins").json()
+        except (httpx.HTTPError, ValueError):
+            return EngineStatus(running=False, pid=self.pid(), url=url)
+        names = sorted({p["component"] for p in plugins})
+        for node in nodes.get("nodes", {}).values():
+            names += sorted(m["name"] for m in node.get("modules", []))
+        return EngineStatus(
+            running=True, pid=self.pid(), url=url,
+            name=root.get("version", {}).get("distribution", "elasticsearch"),
+            version=root.get("version", {}).get("number"),
+            health=health.get("status"), plugins=names,
+        )
+
+    def _log_tail(self, chars: int = 4000) -> str:
+        logs = sorted((self.state_dir / "logs").glob("*.log")) + [self.state_dir / "logs" / "launcher.out"]
+        out = []
+        for f in logs:
+            if f.exists():
+                out.append(f"--- {f.name}\n{f.read_text(errors='replace')[-chars:]}")
+        return "\n".join(out)

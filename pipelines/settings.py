@@ -1,0 +1,99 @@
+"""The one typed settings object of Polyseek.
+
+Values come, highest first, from keyword arguments, ``POLYSEEK_*`` environment
+variables, a TOML file (``$POLYSEEK_CONFIG`` or ``./polyseek.toml``) and the
+defaults below.  Every other module asks :func:`get_settings` instead of reading
+``os.environ`` itself.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+Dialect = Literal["opensearch", "elasticsearch"]
+
+
+def _default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "polyseek"
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("POLYSEEK_CONFIG", "polyseek.toml"))
+
+
+class Settings(BaseSettings):
+    """Everything configurable in Polyseek, flat, with ``POLYSEEK_`` env names."""
+
+    model_config = SettingsConfigDict(env_prefix="POLYSEEK_", extra="ignore")
+
+    # --- engine -----------------------------------------------------------------
+    engine: Dialect = Field("opensearch", description="Engine dialect behind the service.")
+    engine_url: str = Field("http://127.0.0.1:9200", description="Engine REST endpoint.")
+    engine_version: str = Field("2.19.1", description="Engine version the launcher runs.")
+    engine_heap: str = Field("768m", description="JVM heap of the local engine (-Xms/-Xmx).")
+    engine_java_home: Path | None = Field(None, description="JDK for the local engine.")
+    engine_start_timeout_s: float = Field(180.0, description="How long start waits for green.")
+    cache_dir: Path = Field(default_factory=_default_cache_dir,
+                            description="Downloads, engine homes, model cache (outside the repo).")
+    engine_dir: Path | None = Field(
+        None, description="Engine homes, data and logs. Default: cache_dir/engine, or "
+                          "/var/lib/polyseek/engine when run as root (the engine refuses root and "
+                          "runs as the 'polyseek' user, who cannot read /root).")
+    engine_user: str = Field("polyseek", description="Unprivileged user the engine runs as under root.")
+
+    # --- broker -------------------------------------------------------------------
+    broker_url: str | None = Field(
+        None, description="Celery broker. None: a server-less SQLite transport under cache_dir.")
+    redis_port: int = Field(6379, description="Port of the local redis the scripts start.")
+
+    # --- indices --------------------------------------------------------------------
+    index_prefix: str = Field("", description="Prefix for every index Polyseek creates.")
+    dead_letter_index: str = Field("polyseek-dead-letter")
+    query_log_index: str = Field("polyseek-query-log")
+
+    # --- models ---------------------------------------------------------------------
+    model_dir: Path | None = Field(None, description="Model cache; default cache_dir/models.")
+    dense_model: str = Field("multilingual-e5-small", description="Dense encoder name in model_dir.")
+    dense_dims: int = Field(384)
+
+    @property
+    def resolved_engine_dir(self) -> Path:
+        """Folder holding engine homes and each version's data and logs."""
+        if self.engine_dir:
+            return self.engine_dir
+        if os.geteuid() == 0:
+            return Path("/var/lib/polyseek/engine")
+        return self.cache_dir / "engine"
+
+    @property
+    def resolved_model_dir(self) -> Path:
+        return self.model_dir or self.cache_dir / "models"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_config_file())
+        return init_settings, env_settings, toml
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached; call ``get_settings.cache_clear()`` to re-read)."""
+    return Settings()
