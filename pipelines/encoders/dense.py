@@ -1,0 +1,170 @@
+"""Runtime text encoder: onnxruntime + tokenizers, no torch.
+
+One ONNX pass gives the dense ``sentence_embedding`` and, when the model was
+exported with a sparse head, per-token ``token_weights`` that
+:func:`sparse_terms` turns into ``rank_features`` keyed by token string.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from pipelines.models.card import ModelCard, ModelPaths
+
+log = logging.getLogger(__name__)
+
+Precision = Literal["fp32", "int8"]
+
+
+@dataclass
+class Encoded:
+    """Embeddings of a batch of texts, in input order."""
+
+    dense: np.ndarray  # [n, dims], L2-normalised
+    sparse: list[dict[str, float]] | None  # token string -> weight, per text
+    truncated: list[bool]  # True where the text was longer than max_length
+    token_counts: list[int]
+
+
+def feature_key(token: str) -> str:
+    """A ``rank_features`` key for a token string.
+
+    Field names cannot contain '.', so '%' and '.' are percent-escaped (reversible).
+    """
+    return token.replace("%", "%25").replace(".", "%2E")
+
+
+def session_options(threads: int) -> ort.SessionOptions:
+    """Sequential execution with ``threads`` intra-op threads (2 cores: 2 threads, 1 session)."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return opts
+
+
+class TextEncoder:
+    """Encode queries and passages with an exported model.
+
+    Thread-safe: onnxruntime sessions may be run concurrently; the query cache
+    has its own lock.
+    """
+
+    def __init__(self, paths: ModelPaths, precision: Precision = "int8", *, threads: int = 2,
+                 max_length: int | None = None, query_cache_size: int = 4096):
+        self.paths = paths
+        self.card: ModelCard = paths.read_card()
+        self.precision = precision
+        onnx_path = paths.onnx(precision)
+        if not onnx_path.exists():
+            raise FileNotFoundError(f"{onnx_path} missing (run `polyseek models build`)")
+        self.session = ort.InferenceSession(str(onnx_path), session_options(threads),
+                                            providers=["CPUExecutionProvider"])
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.tokenizer = Tokenizer.from_file(str(paths.tokenizer))
+        self.max_length = min(max_length or self.card.max_length, self.card.max_length)
+        self.tokenizer.enable_truncation(self.max_length)
+        self.tokenizer.no_padding()
+        self._pad_id = self.tokenizer.token_to_id("<pad>") or self.tokenizer.token_to_id("[PAD]") or 0
+        self._special_ids = {self.tokenizer.token_to_id(t) for t in
+                             ("<s>", "</s>", "<pad>", "<unk>", "[CLS]", "[SEP]", "[PAD]", "[UNK]")} - {None}
+        self._cache: OrderedDict[str, tuple[np.ndarray, dict[str, float] | None]] = OrderedDict()
+        self._cache_size = query_cache_size
+        self._lock = threading.Lock()
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.card.model_id}+{self.precision}"
+
+    @property
+    def dims(self) -> int:
+        return int(self.session.get_outputs()[0].shape[-1] or self.card.dims)
+
+    @property
+    def has_sparse(self) -> bool:
+        return "token_weights" in self.output_names
+
+    # -- core --------------------------------------------------------------------
+    def _run(self, texts: list[str]) -> Encoded:
+        encodings = self.tokenizer.encode_batch(texts)
+        lengths = [len(e.ids) for e in encodings]
+        truncated = [bool(e.overflowing) for e in encodings]
+        longest = max(lengths)
+        ids = np.full((len(texts), longest), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(texts), longest), dtype=np.int64)
+        for row, enc in enumerate(encodings):
+            ids[row, :len(enc.ids)] = enc.ids
+            mask[row, :len(enc.ids)] = 1
+        outputs = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
+        named = dict(zip(self.output_names, outputs))
+        sparse = None
+        if "token_weights" in named:
+            sparse = [self._sparse_terms(enc.ids, w) for enc, w in zip(encodings, named["token_weights"])]
+        if any(truncated):
+            log.info("%d of %d texts truncated to %d tokens", sum(truncated), len(texts), self.max_length)
+        return Encoded(named["sentence_embedding"].astype(np.float32), sparse, truncated, lengths)
+
+    def _sparse_terms(self, ids: list[int], weights: np.ndarray) -> dict[str, float]:
+        terms: dict[str, float] = {}
+        for tid, w in zip(ids, weights[:len(ids)]):
+            if w <= 0 or tid in self._special_ids:
+                continue
+            key = feature_key(self.tokenizer.id_to_token(tid))
+            if w > terms.get(key, 0.0):
+                terms[key] = float(w)
+        return terms
+
+    def encode(self, texts: list[str], *, is_query: bool = False, batch_size: int = 32) -> Encoded:
+        """Encode texts with the model's query or passage prefix, ``batch_size`` at a time.
+
+        Each batch is padded to its own longest text, not to ``max_length``; texts are
+        sorted by length first so that batches waste little padding.
+        """
+        prefix = self.card.query_prefix if is_query else self.card.passage_prefix
+        if not texts:
+            return Encoded(np.zeros((0, self.dims), np.float32), [] if self.has_sparse else None, [], [])
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        parts = [self._run([prefix + texts[i] for i in order[s:s + batch_size]])
+                 for s in range(0, len(texts), batch_size)]
+        dense = np.empty((len(texts), parts[0].dense.shape[1]), np.float32)
+        sparse: list[dict[str, float]] | None = [{}] * len(texts) if self.has_sparse else None
+        truncated = [False] * len(texts)
+        counts = [0] * len(texts)
+        flat = [(p, j) for p in parts for j in range(len(p.truncated))]
+        for original, (part, j) in zip(order, flat):
+            dense[original] = part.dense[j]
+            truncated[original] = part.truncated[j]
+            counts[original] = part.token_counts[j]
+            if sparse is not None and part.sparse is not None:
+                sparse[original] = part.sparse[j]
+        return Encoded(dense, sparse, truncated, counts)
+
+    def encode_query(self, text: str) -> tuple[np.ndarray, dict[str, float] | None]:
+        """One query's dense vector and sparse terms, from an LRU cache when repeated."""
+        with self._lock:
+            hit = self._cache.get(text)
+            if hit is not None:
+                self._cache.move_to_end(text)
+                return hit
+        enc = self._run([self.card.query_prefix + text])
+        value = (enc.dense[0], enc.sparse[0] if enc.sparse else None)
+        with self._lock:
+            self._cache[text] = value
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return value
+
+
+def open_encoder(model_dir: Path, name: str, precision: Precision = "int8", **kwargs) -> TextEncoder:
+    """The encoder ``name`` from the model cache."""
+    return TextEncoder(ModelPaths(model_dir / name), precision, **kwargs)
