@@ -56,6 +56,15 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(
         None, description="Celery broker. None: a server-less SQLite transport under cache_dir.")
     redis_port: int = Field(6379, description="Port of the local redis the scripts start.")
+    queue_visibility_timeout_s: int = Field(
+        300, description="Redis: an unacknowledged batch (worker killed) is redelivered after this.")
+    ingest_batch_size: int = Field(64, description="Documents per queued batch.")
+    ingest_max_retries: int | None = Field(
+        None, description="Retries of a batch while the engine is unavailable (None: until it is back).")
+    max_document_bytes: int = Field(1_000_000, description="Larger documents are rejected, not cut.")
+    status_index: str = Field("polyseek-ingest-status")
+    encoder_precision: Literal["fp32", "int8"] = Field("int8")
+    encoder_threads: int = Field(2, description="onnxruntime intra-op threads per process.")
 
     # --- indices --------------------------------------------------------------------
     index_prefix: str = Field("", description="Prefix for every index Polyseek creates.")
@@ -75,6 +84,17 @@ class Settings(BaseSettings):
         if os.geteuid() == 0:
             return Path("/var/lib/polyseek/engine")
         return self.cache_dir / "engine"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        """The broker URL; without one, a server-less SQLite transport under cache_dir."""
+        return self.broker_url or f"sqla+sqlite:///{self.cache_dir / 'broker.sqlite'}"
+
+    @property
+    def result_backend_url(self) -> str:
+        if self.broker_url and self.broker_url.startswith("redis"):
+            return self.broker_url
+        return f"db+sqlite:///{self.cache_dir / 'results.sqlite'}"
 
     @property
     def resolved_model_dir(self) -> Path:

