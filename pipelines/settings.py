@@ -85,6 +85,28 @@ class Settings(BaseSettings):
             return Path("/var/lib/polyseek/engine")
         return self.cache_dir / "engine"
 
+    # --- query service ---------------------------------------------------------------
+    service_host: str = Field("127.0.0.1")
+    service_port: int = Field(9400)
+    api_keys: list[str] = Field(default_factory=list,
+                                description="Accepted keys (Authorization: ApiKey <key>); empty = auth off.")
+    index_allow_list: list[str] = Field(default_factory=list,
+                                        description="fnmatch patterns of indices clients may touch; empty = all.")
+    allow_scripts: bool = Field(False, description="Pass scripts and script endpoints through to the engine.")
+    allow_admin_passthrough: bool = Field(
+        False, description="Pass cluster settings, shutdown, index deletion and other admin calls through.")
+    hybrid_fields: list[str] = Field(
+        default_factory=lambda: ["title^3", "title_*^3", "brand.text^2", "category^2", "description",
+                                 "description_*"], description="BM25 fields of the hybrid shorthand.")
+    rank_window_size: int = Field(100)
+    rrf_rank_constant: int = Field(60)
+    reranker_model: str | None = Field(None, description="Cross-encoder in model_dir; None = no rerank by default.")
+    rerank_window: int = Field(20)
+    rerank_field: str = Field("title", description="Document field the cross-encoder reads (with description).")
+    stage_timeout_s: float = Field(10.0, description="Upper bound of every engine call of a search.")
+    max_request_bytes: int = Field(100 * 1024 * 1024)
+    query_log: bool = Field(True)
+
     @property
     def resolved_broker_url(self) -> str:
         """The broker URL; without one, a server-less SQLite transport under cache_dir."""

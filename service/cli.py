@@ -81,6 +81,44 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.app import create_app
+
+    settings = get_settings()
+    uvicorn.run(create_app(settings), host=args.host or settings.service_host, port=args.port or settings.service_port,
+                log_level="warning", access_log=False)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from pipelines.ingest.celery_app import app
+
+    argv = ["worker", "--loglevel", args.loglevel, "--concurrency", str(args.concurrency),
+            "--pool", "solo" if args.concurrency == 1 else "prefork"]
+    app.worker_main(argv)
+    return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from pipelines.ingest import api
+
+    if args.file == "status":
+        print(json.dumps(api.ingest_status(args.index), indent=2))
+        return 0
+    report = api.ingest_file(Path(args.file), args.index)
+    summary = {"accepted": report.accepted, "batches": len(report.task_ids), "unreadable": len(report.rejected)}
+    if args.wait:
+        results = api.wait(report.task_ids, timeout_s=args.timeout)
+        summary["indexed"] = sum(r["indexed"] for r in results)
+        summary["rejected"] = sum(r["rejected"] for r in results)
+        summary["errors"] = [e for r in results for e in r["errors"]][:20]
+    summary["unreadable_lines"] = report.rejected[:20]
+    print(json.dumps(summary, indent=2, ensure_ascii=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polyseek", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -104,6 +142,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tatoeba", type=Path, help="verify: Tatoeba folder for accuracy@1")
     p.add_argument("--limit", type=int, help="verify: sentences per Tatoeba language")
     p.set_defaults(func=_models)
+
+    p = sub.add_parser("serve", help="run the query service (Elasticsearch REST API)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("worker", help="run an ingest worker (Celery)")
+    p.add_argument("--concurrency", type=int, default=1)
+    p.add_argument("--loglevel", default="info")
+    p.set_defaults(func=_worker)
+
+    p = sub.add_parser("ingest", help="enqueue a JSONL/CSV/Parquet file, or `ingest status`")
+    p.add_argument("file", help="path, or 'status'")
+    p.add_argument("--index", help="target index (status: filter)")
+    p.add_argument("--wait", action="store_true", help="wait until the workers have written everything")
+    p.add_argument("--timeout", type=float, default=600.0)
+    p.set_defaults(func=_ingest)
     return parser
 
 

@@ -62,6 +62,9 @@ class Dialect(ABC):
     def dead_letter_index_body(self) -> Body:
         return copy.deepcopy(load_template("component/dead-letter.json")["template"])
 
+    def query_log_index_body(self) -> Body:
+        return copy.deepcopy(load_template("component/query-log.json")["template"])
+
     @abstractmethod
     def _set_dims(self, field_mapping: Body, dims: int) -> None: ...
 

@@ -1,0 +1,61 @@
+"""Rank fusion: reciprocal rank fusion and normalised linear combination.
+
+Pure functions over ranked lists of ``(doc_id, score)``, best first.  They follow
+Elasticsearch's ``rrf`` and ``linear`` retrievers: RRF scores ``sum 1/(k + rank)``
+(rank from 1); ``linear`` sums ``weight * normalize(score)`` where a document
+missing from a list contributes 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+Ranked = list[tuple[str, float]]
+Normalizer = Literal["none", "minmax", "l2_norm", "zscore"]
+NORMALIZERS: tuple[str, ...] = ("none", "minmax", "l2_norm", "zscore")
+
+
+def rrf(lists: Sequence[Ranked], rank_constant: int = 60, window: int | None = None,
+        weights: Sequence[float] | None = None) -> Ranked:
+    """Reciprocal rank fusion of ranked lists (each cut to ``window`` first)."""
+    if rank_constant < 1:
+        raise ValueError("rank_constant must be >= 1")
+    scores: dict[str, float] = {}
+    for i, ranked in enumerate(lists):
+        w = 1.0 if weights is None else weights[i]
+        for rank, (doc_id, _) in enumerate(ranked[:window] if window else ranked, start=1):
+            scores[doc_id] = scores.get(doc_id, 0.0) + w / (rank_constant + rank)
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def normalize(scores: Sequence[float], method: Normalizer) -> list[float]:
+    """Scores of one list mapped by ``method``; constant lists map to 1.0 under minmax."""
+    values = list(scores)
+    if not values or method == "none":
+        return values
+    if method == "minmax":
+        lo, hi = min(values), max(values)
+        return [1.0 if hi == lo else (v - lo) / (hi - lo) for v in values]
+    if method == "l2_norm":
+        norm = math.sqrt(sum(v * v for v in values))
+        return [v / norm if norm else 0.0 for v in values]
+    if method == "zscore":
+        mean = sum(values) / len(values)
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+        return [0.0 if std == 0 else (v - mean) / std for v in values]
+    raise ValueError(f"unknown normalizer {method!r}; expected one of {', '.join(NORMALIZERS)}")
+
+
+def linear(lists: Sequence[Ranked], weights: Sequence[float], normalizers: Sequence[Normalizer],
+           window: int | None = None) -> Ranked:
+    """Weighted sum of per-list normalised scores."""
+    if not (len(lists) == len(weights) == len(normalizers)):
+        raise ValueError("linear: one weight and one normalizer per list")
+    scores: dict[str, float] = {}
+    for ranked, w, method in zip(lists, weights, normalizers):
+        ranked = ranked[:window] if window else ranked
+        for (doc_id, _), s in zip(ranked, normalize([s for _, s in ranked], method)):
+            scores[doc_id] = scores.get(doc_id, 0.0) + w * s
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
