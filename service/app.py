@@ -11,6 +11,7 @@ import asyncio
 import fnmatch
 import json
 import logging
+import re
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from functools import cached_property
@@ -37,12 +38,14 @@ from service.retrievers import SearchContext
 
 log = logging.getLogger(__name__)
 PRODUCT_HEADERS = {"X-Elastic-Product": "Elasticsearch"}
-# engine endpoints refused unless allow_admin_passthrough (method, path pattern)
-ADMIN_ENDPOINTS = [("PUT", "/_cluster/settings"), ("POST", "/_cluster/reroute"), ("*", "/_nodes/*shutdown*"),
-                   ("*", "/_snapshot*"), ("*", "/_plugins/*"), ("*", "/_security*"), ("DELETE", "/*"),
-                   ("POST", "/*/_close"), ("*", "/_all*"), ("POST", "/*/_delete_by_query"),
-                   ("POST", "/*/_update_by_query"), ("POST", "/_reindex")]
-SCRIPT_ENDPOINTS = ["/_scripts*", "/_script_context", "/_script_language", "/*/_search/template", "/_render*"]
+# engine endpoints refused unless allow_admin_passthrough (method, path regex)
+ADMIN_ENDPOINTS = [(m, re.compile(p)) for m, p in [
+    ("PUT", r"/_cluster/settings"), ("POST", r"/_cluster/reroute"), ("*", r"/_nodes/.*shutdown.*"),
+    ("*", r"/_snapshot.*"), ("*", r"/_plugins/.*"), ("*", r"/_security.*"), ("DELETE", r"/[^/]+/?"),
+    ("POST", r"/[^/]+/_(close|open|delete_by_query|update_by_query|forcemerge)"), ("*", r"/_all.*"),
+    ("POST", r"/_reindex")]]
+SCRIPT_ENDPOINTS = [re.compile(p) for p in (r"/_scripts.*", r"/_script_(context|language)",
+                                            r"/([^/]+/)?_(search|msearch)/template", r"/_render.*")]
 
 
 class Polyseek:
@@ -260,10 +263,10 @@ def _guard(request: Request, settings: Settings) -> None:
         raise SearchError(403, "security_exception", f"index [{first}] is not in the allow list")
     if not settings.allow_admin_passthrough:
         for method, pattern in ADMIN_ENDPOINTS:
-            if (method in ("*", request.method)) and fnmatch.fnmatch(path, pattern):
+            if method in ("*", request.method) and pattern.fullmatch(path):
                 raise SearchError(403, "security_exception",
                                   f"[{request.method} {path}] is disabled on this service (allow_admin_passthrough)")
-    if not settings.allow_scripts and any(fnmatch.fnmatch(path, p) for p in SCRIPT_ENDPOINTS):
+    if not settings.allow_scripts and any(p.fullmatch(path) for p in SCRIPT_ENDPOINTS):
         raise SearchError(403, "security_exception", f"[{path}] is disabled on this service (allow_scripts)")
 
 

@@ -35,7 +35,8 @@ def make_app() -> Celery:
         accept_content=["json"],
         result_expires=24 * 3600,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": settings.queue_visibility_timeout_s},
+        broker_transport_options=({"visibility_timeout": settings.queue_visibility_timeout_s}
+                                  if settings.resolved_broker_url.startswith("redis") else {}),
         worker_hijack_root_logger=False,
     )
     return app

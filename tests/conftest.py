@@ -1,0 +1,156 @@
+"""Shared fixtures: the real engine, the real redis broker, real ONNX sessions.
+
+`make test` starts the engine and redis and builds the model first; these
+fixtures fail loudly when they are missing instead of faking them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+RUN = uuid.uuid4().hex[:8]
+os.environ.setdefault("POLYSEEK_BROKER_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("POLYSEEK_QUEUE_VISIBILITY_TIMEOUT_S", "8")
+os.environ["POLYSEEK_DEAD_LETTER_INDEX"] = f"test-{RUN}-dead-letter"
+os.environ["POLYSEEK_STATUS_INDEX"] = f"test-{RUN}-ingest-status"
+os.environ["POLYSEEK_QUERY_LOG_INDEX"] = f"test-{RUN}-query-log"
+os.environ["POLYSEEK_INGEST_BATCH_SIZE"] = "16"
+
+from pipelines.settings import Settings, get_settings  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    get_settings.cache_clear()
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def engine(settings):
+    from pipelines.engine.client import EngineClient
+    from pipelines.engine.launcher import LocalEngine
+
+    status = LocalEngine(settings).status()
+    if not status.running:
+        pytest.fail(f"no engine at {settings.engine_url}: run `polyseek engine start` (make test does)")
+    with EngineClient(settings) as client:
+        yield client
+        for name in client.request("GET", "/_cat/indices", params={"format": "json"}):
+            if name["index"].startswith(f"test-{RUN}"):
+                client.delete_index(name["index"])
+
+
+@pytest.fixture
+def index_name(request) -> str:
+    return f"test-{RUN}-{request.node.name.lower().replace('[', '-').replace(']', '')[:40]}"
+
+
+@pytest.fixture(scope="session")
+def encoder(settings):
+    from pipelines.encoders.dense import open_encoder
+
+    return open_encoder(settings.resolved_model_dir, settings.dense_model, "int8")
+
+
+@pytest.fixture(scope="session")
+def broker(settings):
+    from pipelines import local_redis
+
+    if not local_redis.ping(settings):
+        pytest.fail("no redis on 127.0.0.1:6379: run `polyseek broker start` (make test does)")
+    import redis
+
+    redis.Redis.from_url(settings.broker_url).flushdb()
+    return settings.broker_url
+
+
+class Worker:
+    """A real Celery worker process (solo pool) that tests may kill and restart."""
+
+    def __init__(self):
+        self.proc: subprocess.Popen | None = None
+        self.log = Path(f"/tmp/polyseek-test-worker-{RUN}.log")
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--loglevel", "info"],
+                                     cwd=ROOT, stdout=self.log.open("a"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if "ready." in self.log.read_text(errors="replace"):
+                return
+            time.sleep(0.3)
+        raise RuntimeError("worker did not start:\n" + self.log.read_text()[-3000:])
+
+    def kill9(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture(scope="session")
+def worker(broker, engine):
+    w = Worker()
+    w.log.write_text("")
+    w.start()
+    yield w
+    w.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(settings: Settings) -> tuple[str, callable]:
+    """Run the query service in a thread on a free port; returns its URL and a stopper."""
+    import uvicorn
+
+    from service.app import create_app
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+    return f"http://127.0.0.1:{port}", stop
+
+
+@pytest.fixture(scope="session")
+def service_url(settings, engine, worker):
+    url, stop = serve(settings)
+    yield url
+    stop()
+
+
+@pytest.fixture(scope="session")
+def es(service_url):
+    from elasticsearch import Elasticsearch
+
+    return Elasticsearch(service_url, request_timeout=120)

@@ -1,0 +1,53 @@
+"""Pure units: fusion math and normalizers (no engine needed)."""
+
+import math
+
+import pytest
+
+from service import fusion
+
+
+def test_rrf_matches_formula():
+    a = [("x", 9.0), ("y", 5.0)]
+    b = [("y", 0.9), ("z", 0.5)]
+    fused = dict(fusion.rrf([a, b], rank_constant=60))
+    assert fused["y"] == pytest.approx(1 / 62 + 1 / 61)
+    assert fused["x"] == pytest.approx(1 / 61)
+    assert fused["z"] == pytest.approx(1 / 62)
+    assert [d for d, _ in fusion.rrf([a, b])] == ["y", "x", "z"]
+
+
+def test_rrf_window_cuts_each_list():
+    a = [("x", 3.0), ("y", 2.0), ("z", 1.0)]
+    assert [d for d, _ in fusion.rrf([a], window=2)] == ["x", "y"]
+
+
+def test_rrf_rejects_bad_constant():
+    with pytest.raises(ValueError):
+        fusion.rrf([[("x", 1.0)]], rank_constant=0)
+
+
+@pytest.mark.parametrize("method,expected", [
+    ("none", [4.0, 2.0, 0.0]),
+    ("minmax", [1.0, 0.5, 0.0]),
+    ("l2_norm", [4 / math.sqrt(20), 2 / math.sqrt(20), 0.0]),
+    ("zscore", [1.224744871, 0.0, -1.224744871]),
+])
+def test_normalizers(method, expected):
+    assert fusion.normalize([4.0, 2.0, 0.0], method) == pytest.approx(expected)
+
+
+def test_minmax_constant_list():
+    assert fusion.normalize([3.0, 3.0], "minmax") == [1.0, 1.0]
+
+
+def test_linear_weights_and_missing_docs():
+    bm25 = [("x", 10.0), ("y", 0.0)]
+    knn = [("y", 0.8), ("z", 0.4)]
+    fused = dict(fusion.linear([bm25, knn], [2.0, 1.0], ["minmax", "minmax"]))
+    assert fused == pytest.approx({"x": 2.0, "y": 1.0, "z": 0.0})
+
+
+def test_linear_unknown_normalizer():
+    with pytest.raises(ValueError):
+        fusion.linear([[("x", 1.0)]], [1.0], ["softmax"])

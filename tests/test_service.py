@@ -1,0 +1,229 @@
+"""The query service driven by the stock `elasticsearch` client, over the real engine and ONNX models."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+from elasticsearch import ApiError, AuthenticationException, BadRequestError, NotFoundError
+
+PRODUCTS = [
+    {"id": "hp-en", "title": "Wireless noise-cancelling headphones", "description": "Bluetooth over-ear headphones.",
+     "brand": "Nordvik", "category": "Audio", "price": 199.0},
+    {"id": "hp-de", "title": "Kabellose Kopfhörer mit Geräuschunterdrückung", "description": "Bluetooth-Kopfhörer.",
+     "brand": "Bergmann", "category": "Audio", "price": 179.0},
+    {"id": "hp-zh", "title": "无线降噪耳机", "description": "头戴式蓝牙耳机，主动降噪。", "brand": "Tianlu",
+     "category": "Audio", "price": 149.0},
+    {"id": "hose-es", "title": "Manguera de jardín extensible", "description": "Manguera ligera de 30 metros.",
+     "brand": "Soleado", "category": "Garden", "price": 29.0},
+    {"id": "pan-fr", "title": "Poêle antiadhésive 28 cm", "description": "Poêle en aluminium, induction.",
+     "brand": "Lumière", "category": "Kitchen", "price": 39.0},
+    {"id": "chair-ja", "title": "エルゴノミクスオフィスチェア", "description": "ランバーサポート付きメッシュチェア。",
+     "brand": "Hanami", "category": "Furniture", "price": 259.0},
+]
+KNN_TEXT = {"query_vector_builder": {"text_embedding": {"model_text": "kabellose Kopfhörer"}}}
+
+
+@pytest.fixture(scope="module")
+def catalog(es, index_name_module):
+    actions = []
+    for p in PRODUCTS:
+        actions += [{"index": {"_index": index_name_module, "_id": p["id"]}}, p]
+    resp = es.bulk(operations=actions, refresh="wait_for")
+    assert not resp["errors"], resp
+    return index_name_module
+
+
+@pytest.fixture(scope="module")
+def index_name_module():
+    from tests.conftest import RUN
+
+    return f"test-{RUN}-service"
+
+
+def ids(resp):
+    return [h["_id"] for h in resp["hits"]["hits"]]
+
+
+def test_info_and_product_header(es, service_url):
+    assert es.info()["version"]["number"]
+    assert httpx.get(service_url).headers["x-elastic-product"] == "Elasticsearch"
+
+
+def test_bulk_through_queue_reports_created(es, catalog):
+    assert es.count(index=catalog)["count"] == len(PRODUCTS)
+    doc = es.get(index=catalog, id="hp-de")["_source"]
+    assert doc["lang"] == "de" and len(doc["embedding"]) == 384 and doc["model"]["dense"]
+
+
+def test_standard_retriever(es, catalog):
+    resp = es.search(index=catalog, retriever={"standard": {"query": {"match": {"title": "headphones"}}}})
+    assert ids(resp)[0] == "hp-en"
+
+
+def test_knn_retriever_query_vector_builder(es, catalog):
+    resp = es.search(index=catalog, retriever={"knn": {"field": "embedding", "k": 3, "num_candidates": 10, **KNN_TEXT}})
+    assert set(ids(resp)[:3]) == {"hp-en", "hp-de", "hp-zh"}
+
+
+def test_knn_retriever_raw_vector(es, catalog):
+    vec = es.get(index=catalog, id="pan-fr")["_source"]["embedding"]
+    resp = es.search(index=catalog, retriever={"knn": {"field": "embedding", "k": 1, "num_candidates": 10,
+                                                       "query_vector": vec}})
+    assert ids(resp) == ["pan-fr"]
+
+
+def test_cross_lingual_knn(es, catalog):
+    resp = es.search(index=catalog, retriever={"knn": {
+        "field": "embedding", "k": 2, "num_candidates": 10, "filter": {"bool": {"must_not": {"term": {"lang": "es"}}}},
+        "query_vector_builder": {"text_embedding": {"model_text": "silla ergonómica de oficina"}}}})
+    assert ids(resp)[0] == "chair-ja"
+
+
+def test_rrf_and_filters_apply_to_every_retriever(es, catalog):
+    retriever = {"rrf": {"retrievers": [
+        {"standard": {"query": {"match": {"title": "Kopfhörer headphones"}}}},
+        {"knn": {"field": "embedding", "k": 5, "num_candidates": 10, **KNN_TEXT}}],
+        "rank_window_size": 10, "rank_constant": 20}}
+    resp = es.search(index=catalog, retriever=retriever, size=6)
+    assert ids(resp)[0] in ("hp-de", "hp-en")
+    assert resp["hits"]["hits"][0]["_score"] == pytest.approx(2 / 21, rel=0.05)
+    filtered = es.search(index=catalog, post_filter={"range": {"price": {"lte": 160}}}, retriever=retriever, size=6)
+    assert set(ids(filtered)) <= {"hp-zh", "hose-es", "pan-fr"} and "hp-zh" in ids(filtered)
+
+
+@pytest.mark.parametrize("normalizer", ["none", "minmax", "l2_norm", "zscore"])
+def test_linear_retriever(es, catalog, normalizer):
+    resp = es.search(index=catalog, retriever={"linear": {"retrievers": [
+        {"retriever": {"standard": {"query": {"match": {"title": "Manguera"}}}}, "weight": 2.0,
+         "normalizer": normalizer},
+        {"retriever": {"knn": {"field": "embedding", "k": 5, "num_candidates": 10, "query_vector_builder": {
+            "text_embedding": {"model_text": "garden hose"}}}}, "weight": 1.0, "normalizer": normalizer}]}})
+    assert ids(resp)[0] == "hose-es"
+
+
+def test_sparse_vector_with_explicit_weights(es, catalog, engine):
+    # the e5 export has no sparse head unless one was trained; explicit weights always work
+    doc = engine.request("GET", f"/{catalog}/_doc/pan-fr")["_source"]
+    if not doc.get("sparse"):
+        pytest.skip("model exported without a sparse head (run `polyseek models train-sparse`)")
+    term = max(doc["sparse"], key=doc["sparse"].get)
+    resp = es.search(index=catalog, retriever={"standard": {"query": {"sparse_vector": {
+        "field": "sparse", "query_vector": {term: 1.0}}}}})
+    assert ids(resp)[0] == "pan-fr"
+
+
+def test_hybrid_shorthand_paging_source_highlight_aggs(es, catalog):
+    body = dict(query={"hybrid": {"query": "wireless headphones"}}, size=2, source=["title"],
+                highlight={"fields": {"title": {}}}, aggs={"cats": {"terms": {"field": "category.raw"}}})
+    first = es.search(index=catalog, **body)
+    second = es.search(index=catalog, from_=2, **body)
+    assert first["hits"]["hits"][0]["_id"] == "hp-en"
+    assert set(first["hits"]["hits"][0]["_source"]) == {"title"}
+    assert "<em>" in first["hits"]["hits"][0]["highlight"]["title"][0]
+    assert not set(ids(first)) & set(ids(second))
+    buckets = {b["key"] for b in first["aggregations"]["cats"]["buckets"]}
+    assert "Audio" in buckets
+
+
+def test_explain_breakdown(es, catalog):
+    resp = es.search(index=catalog, query={"hybrid": {"query": "无线降噪耳机"}}, explain=True, size=1)
+    stages = [d["description"].split(":")[0] for d in resp["hits"]["hits"][0]["_explanation"]["details"]]
+    assert "bm25" in stages and "knn" in stages and "rrf" in stages
+
+
+def test_msearch(es, catalog):
+    resp = es.msearch(searches=[{"index": catalog}, {"query": {"hybrid": {"query": "Poêle"}}},
+                                {"index": catalog}, {"query": {"match": {"title": "Manguera"}}}])
+    assert ids(resp["responses"][0])[0] == "pan-fr"
+    assert ids(resp["responses"][1]) == ["hose-es"]
+
+
+def test_passthrough(es, catalog):
+    assert es.count(index=catalog, query={"match": {"category": "Audio"}})["count"] == 3
+    assert "embedding" in es.indices.get_mapping(index=catalog)[catalog]["mappings"]["properties"]
+    assert any(row["index"] == catalog for row in es.cat.indices(format="json"))
+
+
+def test_errors(es, catalog, service_url):
+    with pytest.raises(BadRequestError) as exc:
+        es.search(index=catalog, retriever={"fancy": {}})
+    assert exc.value.error == "x_content_parse_exception"
+    with pytest.raises(NotFoundError):
+        es.search(index="no-such-index-xyz", query={"hybrid": {"query": "x"}})
+    with pytest.raises(NotFoundError) as exc:
+        es.search(index=catalog, retriever={"knn": {"field": "embedding", "k": 1, "num_candidates": 5,
+                                                    "query_vector_builder": {"text_embedding": {
+                                                        "model_id": "no-such-model", "model_text": "x"}}}})
+    assert "no-such-model" in str(exc.value)
+    resp = httpx.post(f"{service_url}/{catalog}/_search", content=b"{not json",
+                      headers={"content-type": "application/json"})
+    assert resp.status_code == 400 and resp.json()["error"]["type"] == "parsing_exception"
+    with pytest.raises(ApiError) as exc:
+        es.search(index=catalog, retriever={"text_similarity_reranker": {
+            "retriever": {"standard": {"query": {"match_all": {}}}}, "field": "title", "inference_text": "x",
+            "inference_id": "no-such-reranker"}})
+    assert exc.value.meta.status == 404
+
+
+def test_scripts_and_admin_refused(es, catalog):
+    with pytest.raises(ApiError) as exc:
+        es.search(index=catalog, query={"script_score": {"query": {"match_all": {}},
+                                                          "script": {"source": "1"}}})
+    assert exc.value.meta.status == 403
+    with pytest.raises(ApiError) as exc:
+        es.indices.delete(index=catalog)
+    assert exc.value.meta.status == 403
+
+
+def test_bad_document_via_doc_endpoint(es, catalog):
+    with pytest.raises(BadRequestError) as exc:
+        es.index(index=catalog, id="bad-1", document={"title": {"not": "a string"}}, refresh="wait_for")
+    assert "title" in str(exc.value)
+    ok = es.index(index=catalog, id="good-1", document={"title": "Extra product"}, refresh="wait_for")
+    assert ok["result"] == "created"
+    es.delete(index=catalog, id="good-1", refresh=True)
+
+
+def test_query_log_written(es, catalog, engine, settings):
+    es.search(index=catalog, query={"hybrid": {"query": "query-log-probe"}})
+    for _ in range(50):
+        time.sleep(0.2)
+        engine.refresh(settings.query_log_index)
+        hits = engine.search(settings.query_log_index, {"query": {"match": {"query": "query-log-probe"}}})
+        if hits["hits"]["hits"]:
+            rec = hits["hits"]["hits"][0]["_source"]
+            assert rec["index"] == catalog and rec["retriever"] == "rrf"
+            assert {s["stage"] for s in rec["stages"]} >= {"bm25", "knn", "rrf"}
+            return
+    pytest.fail("no query-log record")
+
+
+def test_api_key_auth(settings, catalog):
+    from elasticsearch import Elasticsearch
+
+    from tests.conftest import serve
+
+    url, stop = serve(settings.model_copy(update={"api_keys": ["s3cret"]}))
+    try:
+        with pytest.raises(AuthenticationException):
+            Elasticsearch(url).count(index=catalog)
+        assert Elasticsearch(url, api_key="s3cret").count(index=catalog)["count"] >= len(PRODUCTS)
+    finally:
+        stop()
+
+
+def test_index_allow_list(settings, catalog):
+    from elasticsearch import Elasticsearch
+
+    from tests.conftest import serve
+
+    url, stop = serve(settings.model_copy(update={"index_allow_list": ["allowed-*"]}))
+    try:
+        with pytest.raises(ApiError) as exc:
+            Elasticsearch(url).count(index=catalog)
+        assert exc.value.meta.status == 403
+    finally:
+        stop()
