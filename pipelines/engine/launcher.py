@@ -138,16 +138,33 @@ class LocalEngine:
         if proc.returncode != 0:
             raise EngineError(f"engine failed to start, see {log.name}:\n{Path(log.name).read_text()[-3000:]}")
         deadline = time.monotonic() + self.settings.engine_start_timeout_s
+        yellow_since: float | None = None
         while time.monotonic() < deadline:
             status = self.status(wait_for_green=True)
+            if status.running:
+                self._single_node_defaults()
             if status.running and status.health == "green":
                 return status
+            # yellow = every primary is active; indices made before the single-node
+            # template may keep an unassignable replica, so yellow is accepted after 20 s
+            if status.running and status.health == "yellow":
+                yellow_since = yellow_since or time.monotonic()
+                if time.monotonic() - yellow_since > 20:
+                    return status
             if self.pid() is None and self.pid_file.exists():
                 break
             time.sleep(1.0)
         tail = self._log_tail()
         self.stop()
         raise EngineError(f"engine did not become green in {self.settings.engine_start_timeout_s}s:\n{tail}")
+
+    def _single_node_defaults(self) -> None:
+        """A catch-all, lowest-priority template: no replicas on this one node (so health is green)."""
+        body = {"index_patterns": ["*"], "priority": 0,
+                "template": {"settings": {"index": {"number_of_replicas": 0, "auto_expand_replicas": "0-1"}}},
+                "_meta": {"description": "polyseek local single-node defaults"}}
+        with httpx.Client(base_url=self.settings.engine_url, timeout=10.0) as client:
+            client.put("/_index_template/polyseek-single-node", json=body)
 
     def stop(self, timeout_s: float = 60.0) -> bool:
         """Stop the node; SIGKILL if it does not exit in ``timeout_s``. True if one was running."""

