@@ -119,6 +119,17 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from bench.eval_run import DEFAULT_DATA, run_eval
+
+    for name in args.benchmark:
+        report = run_eval(name, small=args.small, data_dir=args.data or DEFAULT_DATA, out_dir=args.out,
+                          reranker=args.reranker, reuse_index=args.reuse_index)
+        print(f"\n== {report['benchmark']}: {report['queries']} queries, {report['documents']} documents "
+              f"(ingest {report['ingest_s']} s)\n{report['table']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polyseek", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -159,6 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="wait until the workers have written everything")
     p.add_argument("--timeout", type=float, default=600.0)
     p.set_defaults(func=_ingest)
+
+    p = sub.add_parser("eval", help="quality of every method on a dev benchmark, through the real stack")
+    p.add_argument("--benchmark", action="append", required=True,
+                   help="taxonomy-xling, taxonomy-xling-mixed or ikea-xling (repeatable)")
+    p.add_argument("--small", action="store_true", help="the CI slice")
+    p.add_argument("--data", type=Path, help="shared data folder (default ../shared/data)")
+    p.add_argument("--out", type=Path, default=Path("bench/results"))
+    p.add_argument("--reranker", help="cross-encoder name in the model cache")
+    p.add_argument("--reuse-index", action="store_true", help="skip ingest when the index is complete")
+    p.set_defaults(func=_eval)
     return parser
 
 

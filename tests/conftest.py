@@ -7,11 +7,6 @@ fixtures fail loudly when they are missing instead of faking them.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -26,6 +21,7 @@ os.environ["POLYSEEK_QUERY_LOG_INDEX"] = f"test-{RUN}-query-log"
 os.environ["POLYSEEK_INGEST_BATCH_SIZE"] = "16"
 
 from pipelines.settings import Settings, get_settings  # noqa: E402
+from service.runner import WorkerProcess, serve_in_thread  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -76,75 +72,19 @@ def broker(settings):
     return settings.broker_url
 
 
-class Worker:
-    """A real Celery worker process (solo pool) that tests may kill and restart."""
-
-    def __init__(self):
-        self.proc: subprocess.Popen | None = None
-        self.log = Path(f"/tmp/polyseek-test-worker-{RUN}.log")
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--loglevel", "info"],
-                                     cwd=ROOT, stdout=self.log.open("a"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if "ready." in self.log.read_text(errors="replace"):
-                return
-            time.sleep(0.3)
-        raise RuntimeError("worker did not start:\n" + self.log.read_text()[-3000:])
-
-    def kill9(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-
 @pytest.fixture(scope="session")
 def worker(broker, engine):
-    w = Worker()
-    w.log.write_text("")
+    log = Path(f"/tmp/polyseek-test-worker-{RUN}.log")
+    log.write_text("")
+    w = WorkerProcess(log)
     w.start()
     yield w
     w.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve(settings: Settings) -> tuple[str, callable]:
-    """Run the query service in a thread on a free port; returns its URL and a stopper."""
-    import uvicorn
-
-    from service.app import create_app
-
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-    def stop() -> None:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-    return f"http://127.0.0.1:{port}", stop
-
-
 @pytest.fixture(scope="session")
 def service_url(settings, engine, worker):
-    url, stop = serve(settings)
+    url, stop = serve_in_thread(settings)
     yield url
     stop()
 

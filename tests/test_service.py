@@ -204,7 +204,7 @@ def test_query_log_written(es, catalog, engine, settings):
 def test_api_key_auth(settings, catalog):
     from elasticsearch import Elasticsearch
 
-    from tests.conftest import serve
+    from service.runner import serve_in_thread as serve
 
     url, stop = serve(settings.model_copy(update={"api_keys": ["s3cret"]}))
     try:
@@ -218,7 +218,7 @@ def test_api_key_auth(settings, catalog):
 def test_index_allow_list(settings, catalog):
     from elasticsearch import Elasticsearch
 
-    from tests.conftest import serve
+    from service.runner import serve_in_thread as serve
 
     url, stop = serve(settings.model_copy(update={"index_allow_list": ["allowed-*"]}))
     try:

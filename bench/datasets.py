@@ -1,0 +1,141 @@
+"""Dev benchmarks built from ``../shared/data`` (never committed; only this code is).
+
+Split rule: only taxonomy ids with ``id % 5 == 0`` and the IKEA ``val`` split are scored;
+the rest is training data (see ``pipelines/models/train_sparse.py``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TAXONOMY_LOCALES = {"en": "en-US", "de": "de-DE", "fr": "fr-FR", "es": "es-ES", "ja": "ja-JP", "zh": "zh-CN"}
+QUERY_LANGS = ("de", "fr", "es", "ja", "zh")
+
+
+@dataclass
+class Benchmark:
+    """A corpus of products, queries with their language, and graded qrels."""
+
+    name: str
+    corpus: dict[str, dict] = field(default_factory=dict)        # doc id -> product
+    queries: dict[str, tuple[str, str]] = field(default_factory=dict)  # query id -> (text, lang)
+    qrels: dict[str, dict[str, int]] = field(default_factory=dict)     # query id -> doc id -> grade
+
+    def doc_lang(self, doc_id: str) -> str:
+        return self.corpus[doc_id]["lang"]
+
+
+def is_eval_id(category_id: int) -> bool:
+    return category_id % 5 == 0
+
+
+def read_taxonomy(data_dir: Path, lang: str) -> dict[int, list[str]]:
+    """``id -> path levels`` for one locale."""
+    path = data_dir / "google-product-taxonomy" / f"taxonomy-with-ids.{TAXONOMY_LOCALES[lang]}.txt"
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line or line.startswith("#"):
+            continue
+        cid, _, rest = line.partition(" - ")
+        out[int(cid)] = [p.strip() for p in rest.split(">")]
+    return out
+
+
+def taxonomy_xling(data_dir: Path, *, pool: str = "en", queries_per_lang: int | None = None,
+                   distractors: int | None = None, seed: int = 13) -> Benchmark:
+    """Category leaves in de/fr/es/ja/zh retrieve the category (same id: grade 2, parent/children: 1).
+
+    ``pool="en"``: the corpus is the English taxonomy; ``"mixed"``: every locale's.
+    ``distractors`` limits the non-relevant part of the corpus (CI slices).
+    """
+    rng = random.Random(seed)
+    tax = {lang: read_taxonomy(data_dir, lang) for lang in TAXONOMY_LOCALES}
+    en = tax["en"]
+    by_path = {tuple(levels): cid for cid, levels in en.items()}
+    parent = {cid: by_path.get(tuple(levels[:-1])) for cid, levels in en.items()}
+    children: dict[int, list[int]] = {}
+    for cid, par in parent.items():
+        if par is not None:
+            children.setdefault(par, []).append(cid)
+
+    bench = Benchmark(f"taxonomy-xling-{pool}")
+    qids_by_lang = {}
+    for lang in QUERY_LANGS:
+        ids = sorted(cid for cid in tax[lang] if is_eval_id(cid) and cid in en)
+        rng.shuffle(ids)
+        qids_by_lang[lang] = ids[:queries_per_lang] if queries_per_lang else ids
+    wanted: set[int] = set()
+    for lang, ids in qids_by_lang.items():
+        for cid in ids:
+            related = {cid: 2, **{c: 1 for c in children.get(cid, [])}}
+            if parent.get(cid) is not None:
+                related[parent[cid]] = 1
+            wanted.update(related)
+            qid = f"{lang}-{cid}"
+            bench.queries[qid] = (tax[lang][cid][-1], lang)
+            doc_langs = TAXONOMY_LOCALES if pool == "mixed" else ("en",)
+            bench.qrels[qid] = {f"{rid}-{dl}": g for rid, g in related.items() for dl in doc_langs
+                                if rid in tax[dl]}
+    all_ids = sorted(en)
+    if distractors is not None:
+        others = [c for c in all_ids if c not in wanted]
+        rng.shuffle(others)
+        all_ids = sorted(wanted | set(others[:distractors]))
+    for dl in (TAXONOMY_LOCALES if pool == "mixed" else ("en",)):
+        for cid in all_ids:
+            if cid in tax[dl]:
+                levels = tax[dl][cid]
+                bench.corpus[f"{cid}-{dl}"] = {"id": f"{cid}-{dl}", "title": levels[-1],
+                                               "category": " > ".join(levels), "lang": dl}
+    return bench
+
+
+def read_ikea(data_dir: Path, split: str, pair: str) -> tuple[list[str], list[str]]:
+    """Aligned (english, other) descriptions of ``pair`` (``en-de``/``en-fr``)."""
+    other = pair.split("-")[1]
+
+    def read(lang: str) -> list[str]:
+        with gzip.open(data_dir / "ikea-products" / f"{split}.{pair}.{lang}.gz", "rt", encoding="utf-8") as fh:
+            return [" ".join(line.split()) for line in fh]
+
+    return read("en"), read(other)
+
+
+def ikea_xling(data_dir: Path, *, limit: int | None = None) -> Benchmark:
+    """German/French IKEA descriptions retrieve their English original and back (val split only).
+
+    The corpus mixes the English, German and French descriptions; each query's relevant
+    document is its translation (grade 2).
+    """
+    bench = Benchmark("ikea-xling")
+    for other in ("de", "fr"):
+        english, foreign = read_ikea(data_dir, "val", f"en-{other}")
+        n = min(len(english), len(foreign), limit or len(english))
+        for i in range(n):
+            en_id, fo_id = f"en{other}-{i}-en", f"en{other}-{i}-{other}"
+            bench.corpus[en_id] = {"id": en_id, "title": english[i][:80], "description": english[i], "lang": "en"}
+            bench.corpus[fo_id] = {"id": fo_id, "title": foreign[i][:80], "description": foreign[i], "lang": other}
+            bench.queries[f"q-{fo_id}"] = (foreign[i], other)
+            bench.qrels[f"q-{fo_id}"] = {en_id: 2}
+            bench.queries[f"q-{en_id}"] = (english[i], "en")
+            bench.qrels[f"q-{en_id}"] = {fo_id: 2}
+    return bench
+
+
+BENCHMARKS = ("taxonomy-xling", "taxonomy-xling-mixed", "ikea-xling")
+
+
+def load(name: str, data_dir: Path, *, small: bool = False) -> Benchmark:
+    """A benchmark by name; ``small`` gives the slice CI runs to prove the pipeline works."""
+    if name == "taxonomy-xling":
+        return taxonomy_xling(data_dir, pool="en", queries_per_lang=12 if small else None,
+                              distractors=150 if small else None)
+    if name == "taxonomy-xling-mixed":
+        return taxonomy_xling(data_dir, pool="mixed", queries_per_lang=12 if small else None,
+                              distractors=60 if small else None)
+    if name == "ikea-xling":
+        return ikea_xling(data_dir, limit=20 if small else None)
+    raise ValueError(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")

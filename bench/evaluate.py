@@ -1,0 +1,197 @@
+"""``polyseek eval``: quality of every retrieval method, side by side, through the real service.
+
+Metrics come from ``ranx`` (nDCG@10, MRR@10, Recall@10/100), per method and per
+(query language, document language) pair.  ``rank-bm25`` in memory is the
+reference BM25.  Output: a terminal table, JSON and a PNG of the per-pair matrix.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from bench.datasets import Benchmark
+
+METRICS = ["ndcg@10", "mrr@10", "recall@10", "recall@100"]
+WINDOW = 100
+
+
+def _bm25(text: str, fields: list[str]) -> dict:
+    return {"standard": {"query": {"multi_match": {"query": text, "fields": fields}}}}
+
+
+def _knn(text: str) -> dict:
+    return {"knn": {"field": "embedding", "k": WINDOW, "num_candidates": 200,
+                    "query_vector_builder": {"text_embedding": {"model_text": text}}}}
+
+
+def _sparse(text: str) -> dict:
+    return {"sparse": {"field": "sparse", "query": text}}
+
+
+@dataclass
+class Method:
+    name: str
+    body: Callable[[str], dict]
+
+
+def methods(fields: list[str], *, sparse: bool, reranker: str | None) -> list[Method]:
+    """Every method the service offers, as request bodies."""
+    def leaves(t: str) -> list[dict]:
+        return [_bm25(t, fields), _knn(t)] + ([_sparse(t)] if sparse else [])
+
+    out = [Method("bm25", lambda t: {"retriever": _bm25(t, fields)}),
+           Method("knn", lambda t: {"retriever": _knn(t)})]
+    if sparse:
+        out.append(Method("sparse", lambda t: {"retriever": _sparse(t)}))
+    out.append(Method("rrf", lambda t: {"retriever": {"rrf": {"retrievers": leaves(t), "rank_window_size": WINDOW}}}))
+    for norm in ("minmax", "l2_norm", "zscore"):
+        out.append(Method(f"linear-{norm}", lambda t, n=norm: {"retriever": {"linear": {
+            "retrievers": [{"retriever": r, "weight": 1.0, "normalizer": n} for r in leaves(t)],
+            "rank_window_size": WINDOW}}}))
+    if reranker:
+        out.append(Method("rrf+rerank", lambda t: {"retriever": {"text_similarity_reranker": {
+            "retriever": {"rrf": {"retrievers": leaves(t), "rank_window_size": WINDOW}},
+            "field": "title", "inference_text": t, "inference_id": reranker, "rank_window_size": 20}}}))
+    return out
+
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+
+
+def simple_tokens(text: str) -> list[str]:
+    """Lowercased words; CJK runs as character bigrams (the reference BM25's analyzer)."""
+    out = []
+    for word in re.findall(r"\w+", text.lower()):
+        if _CJK.search(word):
+            out += [word[i:i + 2] for i in range(max(len(word) - 1, 1))]
+        else:
+            out.append(word)
+    return out
+
+
+def bm25_reference(bench: Benchmark) -> dict[str, dict[str, float]]:
+    """rank-bm25 (Okapi) over title + category + description, in memory."""
+    from rank_bm25 import BM25Okapi
+
+    ids = list(bench.corpus)
+    docs = [simple_tokens(" ".join(str(bench.corpus[i].get(f, "")) for f in ("title", "category", "description")))
+            for i in ids]
+    bm25 = BM25Okapi(docs)
+    run = {}
+    for qid, (text, _) in bench.queries.items():
+        scores = bm25.get_scores(simple_tokens(text))
+        top = sorted(range(len(ids)), key=lambda i: -scores[i])[:WINDOW]
+        run[qid] = {ids[i]: float(scores[i]) for i in top if scores[i] > 0}
+    return run
+
+
+def run_method(es, index: str, bench: Benchmark, method: Method, threads: int = 4) -> tuple[dict, float]:
+    """``{qid: {doc: score}}`` for every query, and the mean latency in ms."""
+    def one(item: tuple[str, tuple[str, str]]) -> tuple[str, dict[str, float], float]:
+        qid, (text, _) = item
+        t0 = time.perf_counter()
+        resp = es.search(index=index, size=WINDOW, source=False, **method.body(text))
+        return qid, {h["_id"]: float(h["_score"]) for h in resp["hits"]["hits"]}, time.perf_counter() - t0
+
+    run, lat = {}, []
+    with ThreadPoolExecutor(threads) as pool:
+        for qid, hits, took in tqdm(pool.map(one, bench.queries.items()), total=len(bench.queries),
+                                    desc=method.name, unit="q", leave=False):
+            run[qid] = hits
+            lat.append(took)
+    return run, 1000 * sum(lat) / max(len(lat), 1)
+
+
+def score(bench: Benchmark, run: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Overall and per (query lang -> doc lang) metrics with ranx."""
+    from ranx import Qrels, Run, evaluate
+
+    def ev(qrels: dict, rn: dict) -> dict[str, float]:
+        qrels = {q: d for q, d in qrels.items() if d}
+        if not qrels:
+            return {}
+        rn = {q: (rn.get(q) or {"__none__": 0.0}) for q in qrels}
+        res = evaluate(Qrels(qrels), Run(rn), METRICS, make_comparable=True)
+        return {m: round(float(v), 4) for m, v in res.items()}
+
+    out: dict[str, Any] = {"all": ev(bench.qrels, run), "pairs": {}}
+    qlangs = sorted({lang for _, lang in bench.queries.values()})
+    dlangs = sorted({d["lang"] for d in bench.corpus.values()})
+    for ql in qlangs:
+        for dl in dlangs:
+            qids = [q for q, (_, lang) in bench.queries.items() if lang == ql]
+            qrels = {q: {d: g for d, g in bench.qrels[q].items() if bench.doc_lang(d) == dl} for q in qids}
+            rn = {q: {d: s for d, s in run.get(q, {}).items() if d in bench.corpus and bench.doc_lang(d) == dl}
+                  for q in qids}
+            res = ev(qrels, rn)
+            if res:
+                out["pairs"][f"{ql}->{dl}"] = res
+    return out
+
+
+def table(results: dict[str, dict[str, Any]], latency: dict[str, float]) -> str:
+    lines = [f"{'method':<18}" + "".join(f"{m:>12}" for m in METRICS) + f"{'ms/query':>10}"]
+    for name, res in results.items():
+        lines.append(f"{name:<18}" + "".join(f"{res['all'].get(m, float('nan')):>12.4f}" for m in METRICS)
+                     + f"{latency.get(name, float('nan')):>10.1f}")
+    pairs = sorted({p for r in results.values() for p in r["pairs"]})
+    lines.append("\nnDCG@10 per (query lang -> doc lang)")
+    lines.append(f"{'method':<18}" + "".join(f"{p:>9}" for p in pairs))
+    for name, res in results.items():
+        lines.append(f"{name:<18}" + "".join(f"{res['pairs'].get(p, {}).get('ndcg@10', float('nan')):>9.3f}"
+                                             for p in pairs))
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, dict[str, Any]], path: Path) -> None:
+    """Heatmap: methods x language pairs, nDCG@10."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    pairs = sorted({p for r in results.values() for p in r["pairs"]})
+    grid = [[results[n]["pairs"].get(p, {}).get("ndcg@10", 0.0) for p in pairs] for n in names]
+    fig, ax = plt.subplots(figsize=(1.1 * len(pairs) + 3, 0.5 * len(names) + 2))
+    im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=1)
+    ax.set_xticks(range(len(pairs)), pairs, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    for i, row in enumerate(grid):
+        for j, v in enumerate(row):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v < 0.6 else "black", fontsize=8)
+    fig.colorbar(im, label="nDCG@10")
+    ax.set_title("nDCG@10 per query -> document language")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def evaluate_benchmark(bench: Benchmark, es, index: str, *, fields: list[str], sparse: bool,
+                       reranker: str | None, out_dir: Path) -> dict[str, Any]:
+    """Every method on one ingested benchmark; writes JSON and PNG into ``out_dir``."""
+    results: dict[str, dict[str, Any]] = {}
+    latency: dict[str, float] = {}
+    t0 = time.perf_counter()
+    results["bm25 (rank-bm25)"] = score(bench, bm25_reference(bench))
+    latency["bm25 (rank-bm25)"] = 1000 * (time.perf_counter() - t0) / max(len(bench.queries), 1)
+    for method in methods(fields, sparse=sparse, reranker=reranker):
+        run, ms = run_method(es, index, bench, method)
+        results[method.name] = score(bench, run)
+        latency[method.name] = ms
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = {"benchmark": bench.name, "queries": len(bench.queries), "documents": len(bench.corpus),
+              "results": results, "ms_per_query": latency}
+    (out_dir / f"{bench.name}.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    plot(results, out_dir / f"{bench.name}.png")
+    report["table"] = table(results, latency)
+    return report
