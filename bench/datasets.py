@@ -23,6 +23,7 @@ class Benchmark:
     corpus: dict[str, dict] = field(default_factory=dict)        # doc id -> product
     queries: dict[str, tuple[str, str]] = field(default_factory=dict)  # query id -> (text, lang)
     qrels: dict[str, dict[str, int]] = field(default_factory=dict)     # query id -> doc id -> grade
+    own_doc: dict[str, str] = field(default_factory=dict)  # query id -> its own text in the corpus (not scored)
 
     def doc_lang(self, doc_id: str) -> str:
         return self.corpus[doc_id]["lang"]
@@ -107,21 +108,30 @@ def read_ikea(data_dir: Path, split: str, pair: str) -> tuple[list[str], list[st
 def ikea_xling(data_dir: Path, *, limit: int | None = None) -> Benchmark:
     """German/French IKEA descriptions retrieve their English original and back (val split only).
 
-    The corpus mixes the English, German and French descriptions; each query's relevant
-    document is its translation (grade 2).
+    The corpus mixes the English, German and French descriptions.  The en-de and en-fr
+    sets share most English texts, so each English text is one document whose relevant
+    translations (grade 2) are all its German and French versions; the query's own
+    text, also in the corpus, is removed from its results before scoring.
     """
     bench = Benchmark("ikea-xling")
+    english_ids: dict[str, str] = {}
+    translations: dict[str, list[str]] = {}
     for other in ("de", "fr"):
         english, foreign = read_ikea(data_dir, "val", f"en-{other}")
         n = min(len(english), len(foreign), limit or len(english))
         for i in range(n):
-            en_id, fo_id = f"en{other}-{i}-en", f"en{other}-{i}-{other}"
+            en_id = english_ids.setdefault(english[i], f"en-{len(english_ids)}")
             bench.corpus[en_id] = {"id": en_id, "title": english[i][:80], "description": english[i], "lang": "en"}
+            fo_id = f"{other}-{i}"
             bench.corpus[fo_id] = {"id": fo_id, "title": foreign[i][:80], "description": foreign[i], "lang": other}
             bench.queries[f"q-{fo_id}"] = (foreign[i], other)
             bench.qrels[f"q-{fo_id}"] = {en_id: 2}
-            bench.queries[f"q-{en_id}"] = (english[i], "en")
-            bench.qrels[f"q-{en_id}"] = {fo_id: 2}
+            bench.own_doc[f"q-{fo_id}"] = fo_id
+            translations.setdefault(en_id, []).append(fo_id)
+    for text, en_id in english_ids.items():
+        bench.queries[f"q-{en_id}"] = (text, "en")
+        bench.qrels[f"q-{en_id}"] = {fo: 2 for fo in translations[en_id]}
+        bench.own_doc[f"q-{en_id}"] = en_id
     return bench
 
 

@@ -123,6 +123,7 @@ def score(bench: Benchmark, run: dict[str, dict[str, float]]) -> dict[str, Any]:
         res = evaluate(Qrels(qrels), Run(rn), METRICS, make_comparable=True)
         return {m: round(float(v), 4) for m, v in res.items()}
 
+    run = {q: {d: s for d, s in hits.items() if d != bench.own_doc.get(q)} for q, hits in run.items()}
     out: dict[str, Any] = {"all": ev(bench.qrels, run), "pairs": {}}
     qlangs = sorted({lang for _, lang in bench.queries.values()})
     dlangs = sorted({d["lang"] for d in bench.corpus.values()})

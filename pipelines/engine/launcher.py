@@ -92,6 +92,7 @@ class LocalEngine:
             f"path.logs: {self.state_dir / 'logs'}",
             "action.auto_create_index: true",
             "cluster.routing.allocation.disk.threshold_enabled: false",
+            "indices.query.bool.max_clause_count: 16384",
             "",
         ]))
         heap = self.settings.engine_heap
