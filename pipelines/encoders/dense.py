@@ -95,7 +95,7 @@ class TextEncoder:
         return "token_weights" in self.output_names
 
     # -- core --------------------------------------------------------------------
-    def _run(self, texts: list[str]) -> Encoded:
+    def _run(self, texts: list[str], prefix_chars: int = 0) -> Encoded:
         encodings = self.tokenizer.encode_batch(texts)
         lengths = [len(e.ids) for e in encodings]
         truncated = [bool(e.overflowing) for e in encodings]
@@ -109,15 +109,16 @@ class TextEncoder:
         named = dict(zip(self.output_names, outputs))
         sparse = None
         if "token_weights" in named:
-            sparse = [self._sparse_terms(enc.ids, w) for enc, w in zip(encodings, named["token_weights"])]
+            sparse = [self._sparse_terms(enc, w, prefix_chars) for enc, w in zip(encodings, named["token_weights"])]
         if any(truncated):
             log.info("%d of %d texts truncated to %d tokens", sum(truncated), len(texts), self.max_length)
         return Encoded(named["sentence_embedding"].astype(np.float32), sparse, truncated, lengths)
 
-    def _sparse_terms(self, ids: list[int], weights: np.ndarray) -> dict[str, float]:
+    def _sparse_terms(self, enc, weights: np.ndarray, prefix_chars: int) -> dict[str, float]:
+        """Term weights of one text: max over repeats, without special and prompt tokens."""
         terms: dict[str, float] = {}
-        for tid, w in zip(ids, weights[:len(ids)]):
-            if w <= 0 or tid in self._special_ids:
+        for tid, (_, end), w in zip(enc.ids, enc.offsets, weights[:len(enc.ids)]):
+            if w <= 0 or tid in self._special_ids or end <= prefix_chars:
                 continue
             key = feature_key(self.tokenizer.id_to_token(tid))
             if w > terms.get(key, 0.0):
@@ -134,7 +135,7 @@ class TextEncoder:
         if not texts:
             return Encoded(np.zeros((0, self.dims), np.float32), [] if self.has_sparse else None, [], [])
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        parts = [self._run([prefix + texts[i] for i in order[s:s + batch_size]])
+        parts = [self._run([prefix + texts[i] for i in order[s:s + batch_size]], len(prefix))
                  for s in range(0, len(texts), batch_size)]
         dense = np.empty((len(texts), parts[0].dense.shape[1]), np.float32)
         sparse: list[dict[str, float]] | None = [{}] * len(texts) if self.has_sparse else None
@@ -156,7 +157,7 @@ class TextEncoder:
             if hit is not None:
                 self._cache.move_to_end(text)
                 return hit
-        enc = self._run([self.card.query_prefix + text])
+        enc = self._run([self.card.query_prefix + text], len(self.card.query_prefix))
         value = (enc.dense[0], enc.sparse[0] if enc.sparse else None)
         with self._lock:
             self._cache[text] = value
