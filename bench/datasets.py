@@ -6,12 +6,12 @@ the rest is training data (see ``pipelines/models/train_sparse.py``).
 
 from __future__ import annotations
 
-import gzip
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TAXONOMY_LOCALES = {"en": "en-US", "de": "de-DE", "fr": "fr-FR", "es": "es-ES", "ja": "ja-JP", "zh": "zh-CN"}
+from pipelines.models.training_data import TAXONOMY_LOCALES, is_eval_id, read_ikea, read_taxonomy
+
 QUERY_LANGS = ("de", "fr", "es", "ja", "zh")
 
 
@@ -27,22 +27,6 @@ class Benchmark:
 
     def doc_lang(self, doc_id: str) -> str:
         return self.corpus[doc_id]["lang"]
-
-
-def is_eval_id(category_id: int) -> bool:
-    return category_id % 5 == 0
-
-
-def read_taxonomy(data_dir: Path, lang: str) -> dict[int, list[str]]:
-    """``id -> path levels`` for one locale."""
-    path = data_dir / "google-product-taxonomy" / f"taxonomy-with-ids.{TAXONOMY_LOCALES[lang]}.txt"
-    out = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line or line.startswith("#"):
-            continue
-        cid, _, rest = line.partition(" - ")
-        out[int(cid)] = [p.strip() for p in rest.split(">")]
-    return out
 
 
 def taxonomy_xling(data_dir: Path, *, pool: str = "en", queries_per_lang: int | None = None,
@@ -92,17 +76,6 @@ def taxonomy_xling(data_dir: Path, *, pool: str = "en", queries_per_lang: int | 
                 bench.corpus[f"{cid}-{dl}"] = {"id": f"{cid}-{dl}", "title": levels[-1],
                                                "category": " > ".join(levels), "lang": dl}
     return bench
-
-
-def read_ikea(data_dir: Path, split: str, pair: str) -> tuple[list[str], list[str]]:
-    """Aligned (english, other) descriptions of ``pair`` (``en-de``/``en-fr``)."""
-    other = pair.split("-")[1]
-
-    def read(lang: str) -> list[str]:
-        with gzip.open(data_dir / "ikea-products" / f"{split}.{pair}.{lang}.gz", "rt", encoding="utf-8") as fh:
-            return [" ".join(line.split()) for line in fh]
-
-    return read("en"), read(other)
 
 
 def ikea_xling(data_dir: Path, *, limit: int | None = None) -> Benchmark:

@@ -192,7 +192,7 @@ def evaluate_benchmark(bench: Benchmark, es, index: str, *, fields: list[str], s
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {"benchmark": bench.name, "queries": len(bench.queries), "documents": len(bench.corpus),
               "results": results, "ms_per_query": latency}
+    report["table"] = table(results, latency)
     (out_dir / f"{bench.name}.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     plot(results, out_dir / f"{bench.name}.png")
-    report["table"] = table(results, latency)
     return report

