@@ -42,6 +42,7 @@ class SearchContext:
     components: dict[str, dict[str, tuple[int, float]]] = field(default_factory=dict)
     query_texts: list[str] = field(default_factory=list)
     text_queries: list[dict] = field(default_factory=list)
+    rerank_lift: float | None = None  # 1.0 when the reranker changed the top hit
 
     def record(self, name: str, started: float, ranked: Ranked) -> None:
         self.stages.append({"stage": name, "took_ms": round((time.perf_counter() - started) * 1000, 2),
@@ -219,6 +220,7 @@ async def run(spec: dict, ctx: SearchContext, window: int, name: str | None = No
         texts = await fetch_texts(ctx, [d for d, _ in head], body["field"])
         scores = ctx.rerank(body["inference_text"], [texts.get(d, "") for d, _ in head], body.get("inference_id"))
         reranked = sorted(zip([d for d, _ in head], scores.tolist()), key=lambda kv: -kv[1])
+        ctx.rerank_lift = float(reranked[0][0] != head[0][0])
         min_score = body.get("min_score")
         if min_score is not None:
             reranked = [(d, s) for d, s in reranked if s >= float(min_score)]

@@ -85,8 +85,9 @@ async def execute(body: dict[str, Any], ctx: SearchContext, defaults: dict[str, 
     response["took"] = int((time.perf_counter() - started) * 1000)
     log = {"query": ctx.query_texts[0] if ctx.query_texts else None, "retriever": next(iter(tree)),
            "retriever_tree": tree, "took_ms": (time.perf_counter() - started) * 1000, "stages": ctx.stages,
-           "hits": total, "zero_result": total == 0, "top_ids": [d for d, _ in ranked[:10]],
-           "reranked": any(s["stage"] == "rerank" for s in ctx.stages)}
+           "hits": total, "zero_result": total == 0, "zero_result_rate": float(total == 0),
+           "top_ids": [d for d, _ in ranked[:10]], "reranked": ctx.rerank_lift is not None,
+           "rerank_lift": ctx.rerank_lift}
     return response, log
 
 

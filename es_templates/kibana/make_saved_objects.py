@@ -1,0 +1,107 @@
+"""Regenerate polyseek.ndjson: Kibana data views, visualizations and dashboards for Polyseek.
+
+Legacy aggregation-based visualizations (type "visualization") are used because their
+field references are explicit and can be checked against es_templates/ in the tests.
+Run: python es_templates/kibana/make_saved_objects.py
+"""
+
+import json
+from pathlib import Path
+
+OUT = Path(__file__).with_name("polyseek.ndjson")
+DATA_VIEWS = {
+    "polyseek-dv-query-log": ("polyseek-query-log*", "@timestamp", "query-log"),
+    "polyseek-dv-dead-letter": ("polyseek-dead-letter*", "@timestamp", "dead-letter"),
+    "polyseek-dv-ingest-status": ("polyseek-ingest-status*", "updated_at", "ingest-status"),
+    "polyseek-dv-products": ("products*,*-products", None, "products-text"),
+}
+
+
+def data_view(obj_id, title, time_field, template):
+    attrs = {"title": title, "name": f"Polyseek {template}"}
+    if time_field:
+        attrs["timeFieldName"] = time_field
+    return {"id": obj_id, "type": "index-pattern", "attributes": attrs, "references": [],
+            "migrationVersion": {"index-pattern": "8.0.0"}}
+
+
+def vis(obj_id, title, vis_type, aggs, data_view_id, query=""):
+    state = {"title": title, "type": vis_type, "aggs": aggs, "params": {"addLegend": True, "addTooltip": True}}
+    search = {"query": {"query": query, "language": "kuery"}, "filter": [],
+              "indexRefName": "kibanaSavedObjectMeta.searchSourceJSON.index"}
+    return {"id": obj_id, "type": "visualization",
+            "attributes": {"title": title, "visState": json.dumps(state), "uiStateJSON": "{}", "description": "",
+                           "kibanaSavedObjectMeta": {"searchSourceJSON": json.dumps(search)}},
+            "references": [{"name": "kibanaSavedObjectMeta.searchSourceJSON.index", "type": "index-pattern",
+                            "id": data_view_id}]}
+
+
+def agg(i, kind, schema, **params):
+    return {"id": str(i), "enabled": True, "type": kind, "schema": schema, "params": params}
+
+
+def over_time(field, i=2):
+    return agg(i, "date_histogram", "segment", field=field, interval="auto", min_doc_count=1)
+
+
+def dashboard(obj_id, title, panels):
+    panel_json, refs = [], []
+    for n, vid in enumerate(panels):
+        panel_json.append({"panelIndex": str(n), "gridData": {"x": 24 * (n % 2), "y": 15 * (n // 2), "w": 24,
+                                                              "h": 15, "i": str(n)},
+                           "embeddableConfig": {}, "panelRefName": f"panel_{n}"})
+        refs.append({"name": f"panel_{n}", "type": "visualization", "id": vid})
+    return {"id": obj_id, "type": "dashboard",
+            "attributes": {"title": title, "panelsJSON": json.dumps(panel_json), "timeRestore": False,
+                           "optionsJSON": json.dumps({"useMargins": True}), "description": "",
+                           "kibanaSavedObjectMeta": {"searchSourceJSON": json.dumps(
+                               {"query": {"query": "", "language": "kuery"}, "filter": []})}},
+            "references": refs}
+
+
+def main() -> None:
+    ql, dl, st = "polyseek-dv-query-log", "polyseek-dv-dead-letter", "polyseek-dv-ingest-status"
+    stages = ["bm25", "knn", "sparse", "rrf", "linear", "rerank", "fetch"]
+    visualizations = [
+        vis("polyseek-vis-queries-over-time", "Queries over time", "line",
+            [agg(1, "count", "metric"), over_time("@timestamp")], ql),
+        vis("polyseek-vis-zero-result-rate", "Zero-result rate", "line",
+            [agg(1, "avg", "metric", field="zero_result_rate"), over_time("@timestamp")], ql),
+        vis("polyseek-vis-latency", "Latency p50 / p95 (ms)", "line",
+            [agg(1, "percentiles", "metric", field="took_ms", percents=[50, 95]), over_time("@timestamp")], ql),
+        vis("polyseek-vis-stage-latency", "Latency per stage p50 / p95 (ms)", "table",
+            [agg(i + 1, "percentiles", "metric", field=f"took_ms_by_stage.{s}", percents=[50, 95])
+             for i, s in enumerate(stages)], ql),
+        vis("polyseek-vis-language-mix", "Query languages", "pie",
+            [agg(1, "count", "metric"), agg(2, "terms", "segment", field="lang", size=12)], ql),
+        vis("polyseek-vis-top-queries", "Top queries", "table",
+            [agg(1, "count", "metric"), agg(2, "terms", "bucket", field="query.keyword", size=20)], ql),
+        vis("polyseek-vis-top-zero-result", "Top zero-result queries", "table",
+            [agg(1, "count", "metric"), agg(2, "terms", "bucket", field="query.keyword", size=20)], ql,
+            query="zero_result:true"),
+        vis("polyseek-vis-rerank-lift", "Rerank lift (share of searches whose top hit the reranker changed)",
+            "line", [agg(1, "avg", "metric", field="rerank_lift"), over_time("@timestamp")], ql,
+            query="reranked:true"),
+        vis("polyseek-vis-retrievers", "Retriever trees used", "pie",
+            [agg(1, "count", "metric"), agg(2, "terms", "segment", field="retriever", size=10)], ql),
+        vis("polyseek-vis-docs-indexed", "Documents indexed over time", "histogram",
+            [agg(1, "sum", "metric", field="indexed"), over_time("updated_at")], st),
+        vis("polyseek-vis-docs-rejected", "Documents rejected over time", "histogram",
+            [agg(1, "sum", "metric", field="rejected"), over_time("updated_at")], st),
+        vis("polyseek-vis-dead-letters", "Dead letters by error type", "histogram",
+            [agg(1, "count", "metric"), over_time("@timestamp"),
+             agg(3, "terms", "group", field="error_type", size=10)], dl),
+        vis("polyseek-vis-dead-letters-by-index", "Dead letters by index", "table",
+            [agg(1, "count", "metric"), agg(2, "terms", "bucket", field="index", size=20)], dl),
+    ]
+    objects = [data_view(i, *v) for i, v in DATA_VIEWS.items()] + visualizations + [
+        dashboard("polyseek-dashboard-search", "Polyseek search analytics",
+                  [v["id"] for v in visualizations[:9]]),
+        dashboard("polyseek-dashboard-ingest", "Polyseek ingest", [v["id"] for v in visualizations[9:]]),
+    ]
+    OUT.write_text("".join(json.dumps(o, ensure_ascii=False) + "\n" for o in objects))
+    print(f"{len(objects)} saved objects -> {OUT}")
+
+
+if __name__ == "__main__":
+    main()

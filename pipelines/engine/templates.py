@@ -1,0 +1,98 @@
+"""``polyseek templates apply|diff``: es_templates/ as the engine's contract.
+
+Component templates: every ``es_templates/component/*.json`` plus the dialect's
+``es_templates/<dialect>/*.json`` (the vector field), each named ``polyseek-<file>``.
+Index templates: ``es_templates/index/*.json``, named ``polyseek-<file>``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pipelines.engine.client import EngineClient
+from pipelines.engine.dialect import TEMPLATES_DIR
+
+
+@dataclass(frozen=True)
+class Template:
+    kind: str  # "component" or "index"
+    name: str
+    body: dict[str, Any]
+
+    @property
+    def path(self) -> str:
+        return f"/_{'component' if self.kind == 'component' else 'index'}_template/{self.name}"
+
+
+def templates_for(dialect: str) -> list[Template]:
+    """Component templates first (index templates compose them)."""
+    out = []
+    for folder in ("component", dialect):
+        for f in sorted((TEMPLATES_DIR / folder).glob("*.json")):
+            out.append(Template("component", f"polyseek-{f.stem}", json.loads(f.read_text())))
+    for f in sorted((TEMPLATES_DIR / "index").glob("*.json")):
+        out.append(Template("index", f"polyseek-{f.stem}", json.loads(f.read_text())))
+    return out
+
+
+def apply(engine: EngineClient) -> list[str]:
+    """PUT every template (idempotent); returns the names written."""
+    written = []
+    for t in templates_for(engine.dialect.name):
+        engine.request("PUT", t.path, json_body=t.body)
+        written.append(f"{t.kind}:{t.name}")
+    return written
+
+
+def _normalise(value: Any, under_settings: bool = False) -> Any:
+    """Compare as the engine stores: scalars as strings, dotted keys expanded, settings under ``index``."""
+    if isinstance(value, dict):
+        if under_settings:
+            value = {k if k.startswith("index") else f"index.{k}": v for k, v in value.items()}
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            node, parts = out, k.split(".") if "." in k and not k.startswith("_") else [k]
+            for p in parts[:-1]:
+                node = node.setdefault(p, {})
+            node[parts[-1]] = _normalise(v, under_settings=(k == "settings"))
+        return out
+    if isinstance(value, list):
+        return [_normalise(v) for v in value]
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else k))
+        return out
+    return {prefix: value}
+
+
+def _installed(engine: EngineClient, t: Template) -> dict | None:
+    resp = engine.request("GET", t.path, ok_statuses=(404,))
+    items = (resp or {}).get("component_templates" if t.kind == "component" else "index_templates", [])
+    if not items:
+        return None
+    return items[0]["component_template" if t.kind == "component" else "index_template"]
+
+
+def diff(engine: EngineClient) -> dict[str, list[str]]:
+    """Per template, the settings/mapping paths whose value differs from the engine's (empty: in sync)."""
+    out: dict[str, list[str]] = {}
+    for t in templates_for(engine.dialect.name):
+        have = _installed(engine, t)
+        if have is None:
+            out[t.name] = ["missing on the engine"]
+            continue
+        want_flat = _flatten(_normalise(t.body))
+        have_flat = _flatten(_normalise(have))
+        changes = [f"{path}: engine has {have_flat.get(path)!r}, es_templates has {v!r}"
+                   for path, v in want_flat.items() if have_flat.get(path) != v]
+        changes += [f"{path}: only on the engine" for path in have_flat if path not in want_flat]
+        if changes:
+            out[t.name] = changes
+    return out

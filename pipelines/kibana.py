@@ -1,0 +1,37 @@
+"""``polyseek kibana import``: upload es_templates/kibana/*.ndjson through Kibana's saved-objects API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+
+from pipelines.engine.dialect import TEMPLATES_DIR
+
+SAVED_OBJECTS_DIR = TEMPLATES_DIR / "kibana"
+
+
+def saved_objects() -> list[dict]:
+    """Every saved object shipped in es_templates/kibana/, parsed."""
+    out = []
+    for f in sorted(SAVED_OBJECTS_DIR.glob("*.ndjson")):
+        out += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+    return out
+
+
+def import_saved_objects(kibana_url: str, *, api_key: str | None = None, space: str | None = None,
+                         opensearch_dashboards: bool = False, timeout_s: float = 60.0) -> dict:
+    """POST each ndjson file to ``/api/saved_objects/_import?overwrite=true``; returns Kibana's answers."""
+    headers = {"osd-xsrf": "true"} if opensearch_dashboards else {"kbn-xsrf": "true"}
+    if api_key:
+        headers["Authorization"] = f"ApiKey {api_key}"
+    prefix = f"/s/{space}" if space else ""
+    results = {}
+    with httpx.Client(base_url=kibana_url, headers=headers, timeout=timeout_s) as client:
+        for f in sorted(SAVED_OBJECTS_DIR.glob("*.ndjson")):
+            resp = client.post(f"{prefix}/api/saved_objects/_import", params={"overwrite": "true"},
+                               files={"file": (f.name, f.read_bytes(), "application/ndjson")})
+            resp.raise_for_status()
+            results[f.name] = resp.json()
+    return results
