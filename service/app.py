@@ -201,13 +201,11 @@ async def msearch_endpoint(request: Request) -> Response:
 
 async def bulk_endpoint(request: Request) -> Response:
     ps: Polyseek = request.app.state.polyseek
-    payload = await request.body()
-    result = await writes.bulk(ps.engine, payload, request.path_params.get("index"), _wait_requested(request))
-    for item in result["items"]:
-        (body,) = item.values()
-        if not _index_allowed(ps.settings, body["_index"]):
-            raise SearchError(403, "security_exception", f"index [{body['_index']}] is not in the allow list")
-    return JSONResponse(result)
+    ops = writes.parse_bulk(await request.body(), request.path_params.get("index"))
+    for _, index, _, _ in ops:
+        if not _index_allowed(ps.settings, index):
+            raise SearchError(403, "security_exception", f"index [{index}] is not in the allow list")
+    return JSONResponse(await writes.bulk(ps.engine, ops, _wait_requested(request)))
 
 
 async def doc_write_endpoint(request: Request) -> Response:
@@ -217,9 +215,7 @@ async def doc_write_endpoint(request: Request) -> Response:
     doc_id = request.path_params.get("id")
     source = await _read_json(request)
     action = "create" if "/_create/" in request.url.path else "index"
-    line = json.dumps({action: {"_index": index, **({"_id": doc_id} if doc_id else {})}})
-    payload = (line + "\n" + json.dumps(source) + "\n").encode()
-    result = await writes.bulk(ps.engine, payload, index, _wait_requested(request))
+    result = await writes.bulk(ps.engine, [(action, index, doc_id, source)], _wait_requested(request))
     (item,) = result["items"][0].values()
     if "error" in item:
         return error_response(item["status"], item["error"]["type"], item["error"]["reason"])

@@ -9,15 +9,12 @@ six languages through the same client.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
-
-import httpx
 
 from pipelines.engine.client import EngineClient
 from pipelines.settings import get_settings
+from service.runner import WorkerProcess, serve_in_thread
 
 CATALOG = Path(__file__).with_name("demo_data") / "catalog.jsonl"
 INDEX = "demo-products"
@@ -31,27 +28,15 @@ QUERIES = [
 ]
 
 
-def _wait_http(url: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=2.0)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    raise RuntimeError(f"{url} did not answer in {timeout_s}s")
-
-
 def main() -> int:
     from elasticsearch import Elasticsearch, helpers
 
     settings = get_settings()
-    url = f"http://{settings.service_host}:{settings.service_port}"
+    worker = WorkerProcess(settings.cache_dir / "demo-worker.log")
+    worker.start()
+    url, stop = serve_in_thread(settings, settings.service_port)
     print(f"broker: {settings.resolved_broker_url}\nengine: {settings.engine_url}\nservice: {url}")
-    procs = [subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--loglevel", "warning"]),
-             subprocess.Popen([sys.executable, "-m", "service.cli", "serve"])]
     try:
-        _wait_http(url)
         es = Elasticsearch(url, request_timeout=300)
         with EngineClient(settings) as engine:  # start clean: an admin call, straight to the engine
             engine.delete_index(INDEX)
@@ -74,10 +59,8 @@ def main() -> int:
             print(f"  {hit['_score']:.4f}  {hit['_source']['title']}")
         return 0
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=30)
+        stop()
+        worker.stop()
 
 
 if __name__ == "__main__":

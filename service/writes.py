@@ -23,7 +23,7 @@ from service.errors import SearchError, bad_request
 WRITE_ACTIONS = ("index", "create", "delete", "update")
 
 
-def parse_bulk(payload: bytes, default_index: str | None) -> list[tuple[str, str, str | None, dict | None]]:
+def parse_bulk(payload: bytes, default_index: str | None) -> list[tuple[str, str, str | None, Any]]:
     """``(action, index, id, source)`` for each bulk operation, in order."""
     lines = [ln for ln in payload.split(b"\n") if ln.strip()]
     ops: list[tuple[str, str, str | None, dict | None]] = []
@@ -70,10 +70,12 @@ def _doc_with_id(doc_id: str | None, source: Any) -> tuple[str, Any]:
     return str(doc["id"]), doc
 
 
-async def bulk(engine: AsyncEngine, payload: bytes, default_index: str | None, wait: bool) -> dict[str, Any]:
+BulkOp = tuple[str, str, str | None, dict | None]
+
+
+async def bulk(engine: AsyncEngine, ops: list[BulkOp], wait: bool) -> dict[str, Any]:
     """Enqueue index/create operations, run deletes on the engine, answer like ``_bulk``."""
     started = time.perf_counter()
-    ops = parse_bulk(payload, default_index)
     items: list[dict[str, Any]] = []
     per_index: dict[str, list[tuple[int, Any]]] = defaultdict(list)
     for n, (action, index, doc_id, source) in enumerate(ops):
