@@ -111,14 +111,15 @@ def ikea_xling(data_dir: Path, *, limit: int | None = None) -> Benchmark:
 BENCHMARKS = ("taxonomy-xling", "taxonomy-xling-mixed", "ikea-xling")
 
 
-def load(name: str, data_dir: Path, *, small: bool = False) -> Benchmark:
-    """A benchmark by name; ``small`` gives the slice CI runs to prove the pipeline works."""
+def load(name: str, data_dir: Path, *, small: bool = False, limit: int | None = None) -> Benchmark:
+    """A benchmark by name; ``small`` gives the slice CI runs to prove the pipeline works;
+    ``limit`` caps queries per language (taxonomy) or aligned pairs (IKEA) on the full corpus."""
     if name == "taxonomy-xling":
-        return taxonomy_xling(data_dir, pool="en", queries_per_lang=12 if small else None,
+        return taxonomy_xling(data_dir, pool="en", queries_per_lang=12 if small else limit,
                               distractors=150 if small else None)
     if name == "taxonomy-xling-mixed":
-        return taxonomy_xling(data_dir, pool="mixed", queries_per_lang=12 if small else None,
+        return taxonomy_xling(data_dir, pool="mixed", queries_per_lang=12 if small else limit,
                               distractors=60 if small else None)
     if name == "ikea-xling":
-        return ikea_xling(data_dir, limit=20 if small else None)
+        return ikea_xling(data_dir, limit=20 if small else limit)
     raise ValueError(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")

@@ -18,12 +18,12 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 def run_eval(name: str, *, small: bool = False, data_dir: Path = DEFAULT_DATA,
              out_dir: Path = Path("bench/results"), settings: Settings | None = None,
-             reranker: str | None = None, reuse_index: bool = False) -> dict[str, Any]:
+             reranker: str | None = None, reuse_index: bool = False, limit: int | None = None) -> dict[str, Any]:
     """Ingest ``name`` into ``eval-<name>`` and evaluate every method; returns the report."""
     from elasticsearch import Elasticsearch
 
     settings = settings or get_settings()
-    bench = datasets.load(name, data_dir, small=small)
+    bench = datasets.load(name, data_dir, small=small, limit=limit)
     index = f"eval-{bench.name}{'-small' if small else ''}"
     worker = WorkerProcess(out_dir / "eval-worker.log", concurrency=1)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -137,7 +137,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     for name in args.benchmark:
         report = run_eval(name, small=args.small, data_dir=args.data or DEFAULT_DATA, out_dir=args.out,
-                          reranker=args.reranker, reuse_index=args.reuse_index)
+                          reranker=args.reranker, reuse_index=args.reuse_index, limit=args.limit)
         print(f"\n== {report['benchmark']}: {report['queries']} queries, {report['documents']} documents "
               f"(ingest {report['ingest_s']} s)\n{report['table']}")
     return 0
@@ -235,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("bench/results"))
     p.add_argument("--reranker", help="cross-encoder name in the model cache")
     p.add_argument("--reuse-index", action="store_true", help="skip ingest when the index is complete")
+    p.add_argument("--limit", type=int, help="queries per language (taxonomy) / pairs (IKEA)")
     p.set_defaults(func=_eval)
     return parser
 
