@@ -101,13 +101,28 @@ def test_worker_killed_mid_batch_loses_nothing(worker, engine, settings, index_n
     assert set(ids) == {d["id"] for d in docs}
 
 
+def _engine_processes(local: LocalEngine) -> list[int]:
+    """PIDs whose command line runs this engine home."""
+    home = str(local.engine_dir)
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if home in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
 @pytest.mark.slow
 def test_engine_down_mid_ingest_loses_nothing(worker, engine, settings, index_name):
     local = LocalEngine(settings)
     docs = products(96, "down")
     engine.create_products_index(index_name)
     task_ids = api.enqueue(index_name, docs)
-    local.stop()
+    assert local.stop() is True
+    assert local.pid() is None and not _engine_processes(local)  # stopping leaves no process behind
     time.sleep(3)
     local.start()
     api.wait(task_ids, timeout_s=300)

@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from pipelines.encoders.dense import Precision, session_options
+from pipelines.encoders.dense import Precision, pad_batch, session_options
 from pipelines.models.card import ModelPaths
 
 
@@ -33,12 +33,7 @@ class CrossEncoder:
             chunk = passages[start:start + batch_size]
             encs = self.tokenizer.encode_batch([(self.card.query_prefix + query, self.card.passage_prefix + p)
                                                 for p in chunk])
-            longest = max(len(e.ids) for e in encs)
-            ids = np.full((len(encs), longest), self._pad_id, np.int64)
-            mask = np.zeros((len(encs), longest), np.int64)
-            for row, enc in enumerate(encs):
-                ids[row, :len(enc.ids)] = enc.ids
-                mask[row, :len(enc.ids)] = 1
+            ids, mask = pad_batch(encs, self._pad_id)
             (logits,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
             out[start:start + len(chunk)] = logits[:, 0]
         return out

@@ -43,6 +43,17 @@ def feature_key(token: str) -> str:
     return token.replace("%", "%25").replace(".", "%2E")
 
 
+def pad_batch(encodings: list, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """``input_ids`` and ``attention_mask`` padded to the batch's longest encoding (not max_length)."""
+    longest = max(len(e.ids) for e in encodings)
+    ids = np.full((len(encodings), longest), pad_id, dtype=np.int64)
+    mask = np.zeros((len(encodings), longest), dtype=np.int64)
+    for row, enc in enumerate(encodings):
+        ids[row, :len(enc.ids)] = enc.ids
+        mask[row, :len(enc.ids)] = 1
+    return ids, mask
+
+
 def session_options(threads: int) -> ort.SessionOptions:
     """Sequential execution with ``threads`` intra-op threads (2 cores: 2 threads, 1 session)."""
     opts = ort.SessionOptions()
@@ -99,12 +110,7 @@ class TextEncoder:
         encodings = self.tokenizer.encode_batch(texts)
         lengths = [len(e.ids) for e in encodings]
         truncated = [bool(e.overflowing) for e in encodings]
-        longest = max(lengths)
-        ids = np.full((len(texts), longest), self._pad_id, dtype=np.int64)
-        mask = np.zeros((len(texts), longest), dtype=np.int64)
-        for row, enc in enumerate(encodings):
-            ids[row, :len(enc.ids)] = enc.ids
-            mask[row, :len(enc.ids)] = 1
+        ids, mask = pad_batch(encodings, self._pad_id)
         outputs = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
         named = dict(zip(self.output_names, outputs))
         sparse = None
