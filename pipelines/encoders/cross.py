@@ -22,7 +22,7 @@ class CrossEncoder:
         self.session = ort.InferenceSession(str(paths.onnx(precision)), session_options(threads),
                                             providers=["CPUExecutionProvider"])
         self.tokenizer = Tokenizer.from_file(str(paths.tokenizer))
-        self.tokenizer.enable_truncation(min(max_length, self.card.max_length), strategy="only_second")
+        self.tokenizer.enable_truncation(min(max_length, self.card.max_length), strategy="longest_first")
         self._pad_id = self.tokenizer.token_to_id("<pad>") or 0
         self.model_id = f"{self.card.model_id}+{precision}"
 

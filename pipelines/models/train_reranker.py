@@ -102,7 +102,7 @@ def train_reranker(backbone: ModelPaths, target: ModelPaths, data_dir: Path,
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr)
     tok = Tokenizer.from_file(str(backbone.tokenizer))
-    tok.enable_truncation(cfg.max_length, strategy="only_second")
+    tok.enable_truncation(cfg.max_length, strategy="longest_first")
     tok.enable_padding(pad_id=1)
     card = backbone.read_card()
 
