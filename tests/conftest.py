@@ -94,3 +94,29 @@ def es(service_url):
     from elasticsearch import Elasticsearch
 
     return Elasticsearch(service_url, request_timeout=120)
+
+
+CORPUS = ["wireless headphones with noise cancelling", "garden hose thirty meters", "ergonomic office chair",
+          "stainless steel water bottle", "robot vacuum cleaner", "running shoes for women"] * 20
+
+
+def build_tiny_bert(folder: Path, *, cross_encoder: bool = False) -> Path:
+    """A randomly initialised 2-layer BERT (or BERT cross-encoder) with a WordPiece tokenizer trained here."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertForSequenceClassification, BertModel, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(CORPUS, trainers.WordPieceTrainer(
+        vocab_size=200, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]").save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64, num_labels=1)
+    (BertForSequenceClassification if cross_encoder else BertModel)(config).save_pretrained(folder)
+    return folder

@@ -227,3 +227,36 @@ def test_index_allow_list(settings, catalog):
         assert exc.value.meta.status == 403
     finally:
         stop()
+
+
+@pytest.fixture(scope="module")
+def tiny_reranker(settings, tmp_path_factory):
+    """A random tiny cross-encoder in the model cache, exported and quantized like the real one."""
+    import shutil
+
+    from pipelines.models.card import model_paths
+    from pipelines.models.export import export_onnx, quantize_int8
+    from pipelines.models.importer import import_model
+    from tests.conftest import RUN, build_tiny_bert
+
+    hf = build_tiny_bert(tmp_path_factory.mktemp("tiny-ce"), cross_encoder=True)
+    paths = model_paths(settings.resolved_model_dir, f"test-reranker-{RUN}")
+    import_model(str(hf), paths, kind="cross-encoder")
+    export_onnx(paths)
+    quantize_int8(paths)
+    yield paths
+    shutil.rmtree(paths.root)
+
+
+def test_text_similarity_reranker_orders_by_cross_encoder(es, catalog, tiny_reranker, settings):
+    from pipelines.encoders.cross import CrossEncoder
+
+    retriever = {"text_similarity_reranker": {
+        "retriever": {"standard": {"query": {"match_all": {}}}}, "field": "title",
+        "inference_text": "wireless headphones", "inference_id": tiny_reranker.root.name, "rank_window_size": 6}}
+    resp = es.search(index=catalog, retriever=retriever, size=6, source=["title", "description"])
+    hits = resp["hits"]["hits"]
+    texts = [f"{h['_source']['title']} . {h['_source']['description']}" for h in hits]
+    expected = CrossEncoder(tiny_reranker, "int8").score("wireless headphones", texts)
+    assert [h["_score"] for h in hits] == pytest.approx(sorted(expected.tolist(), reverse=True), rel=1e-4)
+    assert [h["_score"] for h in hits] == sorted([h["_score"] for h in hits], reverse=True)
