@@ -21,3 +21,12 @@ def test_taxonomy_xling_small(settings, engine, broker, tmp_path):
     saved = json.loads((tmp_path / "taxonomy-xling-en.json").read_text())
     assert saved["queries"] == 60
     assert (tmp_path / "taxonomy-xling-en.png").stat().st_size > 10_000
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "ikea-products").exists(), reason="../shared/data not present")
+def test_ikea_xling_small(settings, engine, broker, tmp_path):
+    report = run_eval("ikea-xling", small=True, data_dir=SHARED_DATA, out_dir=tmp_path, settings=settings)
+    pairs = report["results"]["knn"]["pairs"]
+    assert set(pairs) == {"de->en", "fr->en", "en->de", "en->fr"}
+    # translations are found across languages by the dense retriever
+    assert min(p["recall@10"] for p in pairs.values()) > 0.5

@@ -21,8 +21,8 @@ def data_view(obj_id, title, time_field, template):
     attrs = {"title": title, "name": f"Polyseek {template}"}
     if time_field:
         attrs["timeFieldName"] = time_field
-    return {"id": obj_id, "type": "index-pattern", "attributes": attrs, "references": [],
-            "migrationVersion": {"index-pattern": "8.0.0"}}
+    # no migrationVersion: Kibana 8/9 and OpenSearch Dashboards (Kibana 7.10 format) both migrate on import
+    return {"id": obj_id, "type": "index-pattern", "attributes": attrs, "references": []}
 
 
 def vis(obj_id, title, vis_type, aggs, data_view_id, query=""):
