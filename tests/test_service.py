@@ -260,3 +260,31 @@ def test_text_similarity_reranker_orders_by_cross_encoder(es, catalog, tiny_rera
     expected = CrossEncoder(tiny_reranker, "int8").score("wireless headphones", texts)
     assert [h["_score"] for h in hits] == pytest.approx(sorted(expected.tolist(), reverse=True), rel=1e-4)
     assert [h["_score"] for h in hits] == sorted([h["_score"] for h in hits], reverse=True)
+
+
+def test_engine_down_gives_503_and_opens_the_circuit(settings):
+    """A service whose engine does not answer (nothing listens on the port) answers 503 in ES format."""
+    from service.runner import free_port, serve_in_thread
+
+    url, stop = serve_in_thread(settings.model_copy(update={"engine_url": f"http://127.0.0.1:{free_port()}"}))
+    try:
+        statuses = []
+        for _ in range(6):
+            resp = httpx.post(f"{url}/products/_search", json={"query": {"match_all": {}}})
+            statuses.append((resp.status_code, resp.json()["error"]["type"]))
+        assert statuses[0] == (503, "unavailable_engine_exception")
+        assert statuses[-1] == (503, "circuit_breaking_exception")
+    finally:
+        stop()
+
+
+def test_request_too_large(settings):
+    from service.runner import serve_in_thread
+
+    url, stop = serve_in_thread(settings.model_copy(update={"max_request_bytes": 1000}))
+    try:
+        resp = httpx.post(f"{url}/products/_search", content=b"{" + b" " * 2000 + b"}",
+                          headers={"content-type": "application/json"})
+        assert resp.status_code == 413 and resp.json()["error"]["type"] == "content_too_long_exception"
+    finally:
+        stop()
