@@ -51,7 +51,8 @@ def end_to_end(docs: list[dict], workers: int, precision: str, index: str) -> di
 def stages(docs: list[dict], precision: str, index: str, batch: int = 64) -> dict:
     """Seconds per 1k documents in each stage, measured in this process."""
     from pipelines.encoders.dense import open_encoder
-    from pipelines.ingest.documents import engine_source, validate
+    from pipelines.ingest.documents import validate
+    from pipelines.ingest.tasks import embed_products
 
     s = get_settings()
     enc = open_encoder(s.resolved_model_dir, s.dense_model, precision, threads=2)
@@ -62,11 +63,9 @@ def stages(docs: list[dict], precision: str, index: str, batch: int = 64) -> dic
             t0 = time.perf_counter()
             prods = [validate(d, max_bytes=s.max_document_bytes) for d in docs[start:start + batch]]
             t1 = time.perf_counter()
-            e = enc.encode([p.embedding_text() for p in prods], batch_size=32)
+            sources = embed_products(enc, prods)
             t2 = time.perf_counter()
-            engine.bulk_index(index, [(p.id, engine_source(p, e.dense[i].tolist(), e.sparse[i] if e.sparse else None,
-                                                            enc.model_id, e.truncated[i]))
-                                      for i, p in enumerate(prods)])
+            engine.bulk_index(index, sources)
             t3 = time.perf_counter()
             t["validate+langid"] += t1 - t0
             t["encode"] += t2 - t1

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
         None, description="Retries of a batch while the engine is unavailable (None: until it is back).")
     max_document_bytes: int = Field(1_000_000, description="Larger documents are rejected, not cut.")
     status_index: str = Field("polyseek-ingest-status")
+    chunk_tokens: int = Field(256, description="Tokens per embedded chunk of a long product text.")
+    chunk_overlap: int = Field(32, description="Tokens shared by consecutive chunks.")
+    max_chunks: int = Field(16, description="Chunks embedded per document; more is flagged "
+                                            "(embedding_truncated) and counted, never silent.")
     encoder_precision: Literal["fp32", "int8"] = Field("int8")
     encoder_threads: int = Field(2, description="onnxruntime intra-op threads per process.")
 

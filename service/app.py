@@ -14,7 +14,6 @@ import logging
 import re
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
-from functools import cached_property
 from typing import Any
 
 from starlette.applications import Starlette
@@ -27,7 +26,7 @@ from starlette.routing import Route
 
 from pipelines.encoders.cross import CrossEncoder, open_cross_encoder
 from pipelines.encoders.dense import TextEncoder, open_encoder
-from pipelines.engine.dialect import dialect_for
+from pipelines.engine.dialect import dialect_for, models_of
 from pipelines.ingest.documents import detect_language
 from pipelines.settings import Settings, get_settings
 from service import search as search_mod
@@ -85,18 +84,34 @@ class Polyseek:
                                   f"Could not find inference endpoint [{name}]: {exc}") from exc
         return self._cross[name]
 
-    @cached_property
-    def hybrid_defaults(self) -> dict[str, Any]:
+    def hybrid_defaults(self, model: str | None) -> dict[str, Any]:
+        """Defaults of the hybrid shorthand for an index embedded by ``model``."""
         s = self.settings
         return {"fields": s.hybrid_fields, "rank_window_size": s.rank_window_size, "rank_constant": s.rrf_rank_constant,
                 "rerank": bool(s.reranker_model), "rerank_field": s.rerank_field, "rerank_window": s.rerank_window,
-                "sparse": self.dense(None).has_sparse}
+                "sparse": self.dense(model).has_sparse}
 
-    def context(self, index: str) -> SearchContext:
-        return SearchContext(
+    async def index_model(self, index: str) -> str | None:
+        """The dense model the index records in its mapping (read per search: after a reindex
+        switches an alias, the next query already embeds with the new model)."""
+        resp = await self.engine.send("GET", f"/{index}/_mapping", timeout_s=self.settings.stage_timeout_s)
+        if resp.status_code != 200:
+            return None  # the search itself reports a missing index
+        found = models_of(resp.json())
+        if len(found) > 1:
+            raise SearchError(400, "illegal_argument_exception",
+                              f"indices [{index}] were embedded by different models {sorted(found)}; "
+                              "search them separately or give [model_id]")
+        return found.pop() if found else None
+
+    async def context(self, index: str) -> tuple[SearchContext, dict[str, Any]]:
+        """A search context for ``index`` and the hybrid defaults of its model."""
+        model = await self.index_model(index)
+        ctx = SearchContext(
             engine=self.engine, dialect=self.dialect, index=index, timeout_s=self.settings.stage_timeout_s,
-            encode_query=lambda text, model_id: self.dense(model_id).encode_query(text),
+            encode_query=lambda text, model_id: self.dense(model_id or model).encode_query(text),
             rerank=lambda q, texts, model_id: self.cross(model_id).score(q, texts))
+        return ctx, self.hybrid_defaults(model)
 
     def log_query(self, index: str, record: dict[str, Any], status: int) -> None:
         """Write one query-log record in the background; never fails the search."""
@@ -162,8 +177,8 @@ async def search_endpoint(request: Request) -> Response:
     body = search_mod.require_object(await _read_json(request))
     if not search_mod.needs_service(body):
         return await passthrough(request)
-    ctx = ps.context(index)
-    response, record = await search_mod.execute(body, ctx, ps.hybrid_defaults)
+    ctx, defaults = await ps.context(index)
+    response, record = await search_mod.execute(body, ctx, defaults)
     ps.log_query(index, record, 200)
     return JSONResponse(response)
 
@@ -186,8 +201,8 @@ async def msearch_endpoint(request: Request) -> Response:
             if not _index_allowed(ps.settings, index):
                 raise SearchError(403, "security_exception", f"index [{index}] is not in the allow list")
             if search_mod.needs_service(body):
-                ctx = ps.context(index)
-                resp, record = await search_mod.execute(body, ctx, ps.hybrid_defaults)
+                ctx, defaults = await ps.context(index)
+                resp, record = await search_mod.execute(body, ctx, defaults)
                 ps.log_query(index, record, 200)
             else:
                 resp = await ps.engine.json("POST", f"/{index}/_search", body)

@@ -132,6 +132,18 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reindex(args: argparse.Namespace) -> int:
+    from pipelines.ingest.reindex import ReindexError, reindex
+
+    try:
+        report = reindex(args.index, args.model, keep_old=args.keep_old, timeout_s=args.timeout)
+    except (ReindexError, FileNotFoundError) as exc:
+        print(f"reindex failed: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    return 0
+
+
 def _eval(args: argparse.Namespace) -> int:
     from bench.eval_run import DEFAULT_DATA, run_eval
 
@@ -226,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="wait until the workers have written everything")
     p.add_argument("--timeout", type=float, default=600.0)
     p.set_defaults(func=_ingest)
+
+    p = sub.add_parser("reindex", help="re-embed an index with another model behind its alias (zero downtime)")
+    p.add_argument("index", help="the alias (or the index created on first use) clients search")
+    p.add_argument("--model", required=True, help="dense model name in the model cache")
+    p.add_argument("--keep-old", action="store_true", help="keep the previous physical index")
+    p.add_argument("--timeout", type=float, default=3600.0)
+    p.set_defaults(func=_reindex)
 
     p = sub.add_parser("eval", help="quality of every method on a dev benchmark, through the real stack")
     p.add_argument("--benchmark", action="append", required=True,

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.engine.dialect import Dialect, sparse_query
+from pipelines.ingest.documents import CHUNKS_FIELD, SPARSE_FIELD, VECTOR_FIELD
 from service import fusion
 from service.engine_proxy import AsyncEngine
 from service.errors import SearchError, bad_request
@@ -97,10 +98,10 @@ def _unwrap(sub: dict) -> tuple[dict, float, str | None]:
     return sub, 1.0, None
 
 
-def rewrite_sparse(query: Any, ctx: SearchContext) -> Any:
+async def rewrite_sparse(query: Any, ctx: SearchContext) -> Any:
     """Replace ``sparse_vector`` queries by rank_feature clauses over the query's term weights."""
     if isinstance(query, list):
-        return [rewrite_sparse(q, ctx) for q in query]
+        return [await rewrite_sparse(q, ctx) for q in query]
     if not isinstance(query, dict):
         return query
     if "sparse_vector" in query and isinstance(query["sparse_vector"], dict):
@@ -112,14 +113,14 @@ def rewrite_sparse(query: Any, ctx: SearchContext) -> Any:
             if not isinstance(text, str):
                 raise bad_request("[sparse_vector] requires [query] text or [query_vector] weights")
             ctx.query_texts.append(text)
-            _, weights = ctx.encode_query(text, sv.get("inference_id"))
+            _, weights = await asyncio.to_thread(ctx.encode_query, text, sv.get("inference_id"))
             if weights is None:
                 raise SearchError(400, "illegal_argument_exception",
                                   "the dense model has no sparse head; give [query_vector] weights")
         if not weights:
             return {"match_none": {}}
         return sparse_query(field_name, weights, float(sv.get("boost", 1.0)))
-    return {k: rewrite_sparse(v, ctx) for k, v in query.items()}
+    return {k: await rewrite_sparse(v, ctx) for k, v in query.items()}
 
 
 def _collect_text(query: Any, ctx: SearchContext) -> None:
@@ -167,13 +168,13 @@ async def run(spec: dict, ctx: SearchContext, window: int, name: str | None = No
     if kind == "standard":
         query = body.get("query", {"match_all": {}})
         _collect_text(query, ctx)
-        ranked = await _search_ids(ctx, _filtered(rewrite_sparse(query, ctx), ctx, body.get("filter")),
+        ranked = await _search_ids(ctx, _filtered(await rewrite_sparse(query, ctx), ctx, body.get("filter")),
                                    window, body.get("min_score"))
         ctx.record(name or ("sparse" if "sparse_vector" in str(query) else "bm25"), started, ranked)
         return ranked
     if kind == "sparse":
         sv = {"field": body.get("field", "sparse"), **{k: v for k, v in body.items() if k != "field"}}
-        query = rewrite_sparse({"sparse_vector": sv}, ctx)
+        query = await rewrite_sparse({"sparse_vector": sv}, ctx)
         ranked = await _search_ids(ctx, _filtered(query, ctx, body.get("filter")), window)
         ctx.record(name or "sparse", started, ranked)
         return ranked
@@ -188,13 +189,17 @@ async def run(spec: dict, ctx: SearchContext, window: int, name: str | None = No
             if not isinstance(text, str):
                 raise bad_request("[query_vector_builder] requires [text_embedding.model_text]")
             ctx.query_texts.append(text)
-            dense, _ = ctx.encode_query(text, builder.get("model_id"))
+            dense, _ = await asyncio.to_thread(ctx.encode_query, text, builder.get("model_id"))
             vector = dense.tolist()
         k = int(body.get("k", window))
         filters = list(ctx.filters) + ([body["filter"]] if isinstance(body.get("filter"), dict)
                                        else list(body.get("filter") or []))
-        clause = ctx.dialect.knn_query(body["field"], vector, k, int(body.get("num_candidates", max(k, 100))),
-                                       {"bool": {"filter": filters}} if filters else None)
+        num_candidates = int(body.get("num_candidates", max(k, 100)))
+        flt = {"bool": {"filter": filters}} if filters else None
+        if body["field"] == VECTOR_FIELD:  # long products: the best of their chunk vectors counts
+            clause = ctx.dialect.best_chunk_knn_query(VECTOR_FIELD, CHUNKS_FIELD, vector, k, num_candidates, flt)
+        else:
+            clause = ctx.dialect.knn_query(body["field"], vector, k, num_candidates, flt)
         ranked = (await _search_ids(ctx, clause, k, body.get("similarity")))[:k]
         ctx.record(name or "knn", started, ranked)
         return ranked
@@ -218,7 +223,8 @@ async def run(spec: dict, ctx: SearchContext, window: int, name: str | None = No
         if not head:
             return []
         texts = await fetch_texts(ctx, [d for d, _ in head], body["field"])
-        scores = ctx.rerank(body["inference_text"], [texts.get(d, "") for d, _ in head], body.get("inference_id"))
+        scores = await asyncio.to_thread(ctx.rerank, body["inference_text"], [texts.get(d, "") for d, _ in head],
+                                         body.get("inference_id"))
         reranked = sorted(zip([d for d, _ in head], scores.tolist()), key=lambda kv: -kv[1])
         ctx.rerank_lift = float(reranked[0][0] != head[0][0])
         min_score = body.get("min_score")
@@ -258,11 +264,11 @@ def expand_hybrid(spec: dict, defaults: dict[str, Any]) -> dict:
     subs: list[dict] = [
         {"standard": {"query": {"multi_match": {"query": text, "fields": spec.get("fields", defaults["fields"]),
                                                 "type": "best_fields"}}}},
-        {"knn": {"field": "embedding", "k": window, "num_candidates": max(window, 100),
+        {"knn": {"field": VECTOR_FIELD, "k": window, "num_candidates": max(window, 100),
                  "query_vector_builder": {"text_embedding": {"model_text": text}}}},
     ]
     if spec.get("sparse", defaults["sparse"]):
-        subs.append({"sparse": {"field": "sparse", "query": text}})
+        subs.append({"sparse": {"field": SPARSE_FIELD, "query": text}})
     if spec.get("fusion", "rrf") == "linear":
         tree: dict = {"linear": {"retrievers": [{"retriever": s, "weight": 1.0, "normalizer": "minmax"}
                                                 for s in subs], "rank_window_size": window}}

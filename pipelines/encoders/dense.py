@@ -35,6 +35,22 @@ class Encoded:
     token_counts: list[int]
 
 
+@dataclass
+class EncodedDocuments:
+    """Embeddings of long texts split into chunks, in input order.
+
+    ``dense[i]`` is the vector of text ``i``'s first chunk (the title and the start of
+    the description); ``chunks[i]`` holds the vectors of its further chunks (empty for
+    a text that fits one chunk); ``sparse[i]`` is the max over all of its chunks.
+    """
+
+    dense: np.ndarray  # [n, dims]
+    chunks: list[np.ndarray]  # per text: [k_i, dims], k_i >= 0
+    sparse: list[dict[str, float]] | None
+    truncated: list[bool]  # True only where a text had more than max_chunks chunks
+    token_counts: list[int]  # tokens of the whole text (no prefix, no special tokens)
+
+
 def feature_key(token: str) -> str:
     """A ``rank_features`` key for a token string.
 
@@ -89,6 +105,8 @@ class TextEncoder:
         self._pad_id = self.tokenizer.token_to_id("<pad>") or self.tokenizer.token_to_id("[PAD]") or 0
         self._special_ids = {self.tokenizer.token_to_id(t) for t in
                              ("<s>", "</s>", "<pad>", "<unk>", "[CLS]", "[SEP]", "[PAD]", "[UNK]")} - {None}
+        self._splitter = Tokenizer.from_str(self.tokenizer.to_str())
+        self._splitter.no_truncation()
         self._cache: OrderedDict[str, tuple[np.ndarray, dict[str, float] | None]] = OrderedDict()
         self._cache_size = query_cache_size
         self._lock = threading.Lock()
@@ -155,6 +173,70 @@ class TextEncoder:
             if sparse is not None and part.sparse is not None:
                 sparse[original] = part.sparse[j]
         return Encoded(dense, sparse, truncated, counts)
+
+    def chunk_spans(self, text: str, chunk_tokens: int, overlap: int = 0) -> list[tuple[int, int]]:
+        """Character spans of ``text`` in windows of ``chunk_tokens`` tokens, ``overlap`` shared.
+
+        Windows are cut on token boundaries of the model's own tokenizer, so each chunk
+        encodes without truncation (``chunk_tokens`` is capped to fit the model with its
+        passage prefix and special tokens).
+        """
+        budget = self.max_length - 2 - len(self._splitter.encode(self.card.passage_prefix,
+                                                                    add_special_tokens=False).ids)
+        size = max(8, min(chunk_tokens, budget))
+        step = max(1, size - max(0, min(overlap, size // 2)))
+        offsets = [o for o in self._splitter.encode(text, add_special_tokens=False).offsets if o[1] > o[0]]
+        if len(offsets) <= size:
+            return [(0, len(text))]
+        spans = []
+        for start in range(0, len(offsets), step):
+            window = offsets[start:start + size]
+            spans.append((0 if start == 0 else window[0][0], window[-1][1]))
+            if start + size >= len(offsets):
+                break
+        return spans
+
+    def encode_documents(self, texts: list[str], *, chunk_tokens: int = 256, overlap: int = 32,
+                         max_chunks: int = 16, batch_size: int = 32) -> EncodedDocuments:
+        """Passages of any length: each text is split into chunks, every chunk embedded.
+
+        Nothing is cut silently: a text longer than ``max_chunks`` chunks keeps its first
+        ``max_chunks`` and is reported in ``truncated``.  All chunks of all texts share
+        the batches (sorted by length), so a long text costs only its own tokens.
+        """
+        pieces: list[str] = []
+        owner: list[int] = []
+        truncated = []
+        counts = []
+        for i, text in enumerate(texts):
+            spans = self.chunk_spans(text, chunk_tokens, overlap)
+            truncated.append(len(spans) > max_chunks)
+            counts.append(len(self._splitter.encode(text, add_special_tokens=False).ids))
+            for start, end in spans[:max_chunks]:
+                pieces.append(text[start:end])
+                owner.append(i)
+        enc = self.encode(pieces, batch_size=batch_size)
+        first: dict[int, int] = {}
+        extra: list[list[int]] = [[] for _ in texts]
+        for row, i in enumerate(owner):
+            if i in first:
+                extra[i].append(row)
+            else:
+                first[i] = row
+        dims = enc.dense.shape[1] if len(pieces) else self.dims
+        dense = enc.dense[[first[i] for i in range(len(texts))]] if texts else np.zeros((0, dims), np.float32)
+        sparse = None
+        if enc.sparse is not None:
+            sparse = []
+            for i in range(len(texts)):
+                merged = dict(enc.sparse[first[i]])
+                for row in extra[i]:
+                    for term, w in enc.sparse[row].items():
+                        if w > merged.get(term, 0.0):
+                            merged[term] = w
+                sparse.append(merged)
+        chunks = [enc.dense[rows] if rows else np.zeros((0, dims), np.float32) for rows in extra]
+        return EncodedDocuments(dense, chunks, sparse, truncated, counts)
 
     def encode_query(self, text: str) -> tuple[np.ndarray, dict[str, float] | None]:
         """One query's dense vector and sparse terms, from an LRU cache when repeated."""

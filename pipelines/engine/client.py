@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from pipelines.engine.dialect import Body, Dialect, dialect_for
+from pipelines.engine.dialect import Body, Dialect, dialect_for, models_of
 from pipelines.settings import Settings
 
 
@@ -93,10 +93,25 @@ class EngineClient:
         except httpx.TransportError as exc:
             raise EngineUnavailable(str(exc)) from exc
 
-    def create_products_index(self, index: str, dims: int | None = None) -> bool:
-        """Create ``index`` from the product templates; False if it already exists."""
-        body = self.dialect.product_index_body(dims or self.settings.dense_dims)
+    def create_products_index(self, index: str, dims: int | None = None, model: str | None = None) -> bool:
+        """Create ``index`` from the product templates, stamped with its dense ``model``;
+        False if it already exists."""
+        body = self.dialect.product_index_body(dims or self.settings.dense_dims, model or self.settings.dense_model)
         return self._create(index, body)
+
+    def index_model(self, index: str) -> str | None:
+        """The dense model ``index`` (or the indices behind an alias) was embedded with, if recorded."""
+        found = models_of(self.request("GET", f"/{index}/_mapping", ok_statuses=(404,)) or {})
+        return found.pop() if len(found) == 1 else None
+
+    def aliases_of(self, name: str) -> list[str]:
+        """Physical indices behind alias ``name`` (empty when ``name`` is no alias)."""
+        resp = self.request("GET", f"/_alias/{name}", ok_statuses=(404,)) or {}
+        return sorted(k for k, v in resp.items() if isinstance(v, dict) and name in v.get("aliases", {}))
+
+    def update_aliases(self, actions: list[Body]) -> None:
+        """Apply alias actions atomically (``POST /_aliases``)."""
+        self.request("POST", "/_aliases", json_body={"actions": actions})
 
     def create_dead_letter_index(self, index: str | None = None) -> bool:
         return self._create(index or self.settings.dead_letter_index, self.dialect.dead_letter_index_body())

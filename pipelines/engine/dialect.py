@@ -34,6 +34,21 @@ def _merge(into: Body, other: Body) -> Body:
     return into
 
 
+MODEL_META_KEY = "polyseek_model"  # mappings._meta key: the dense model that embedded the index
+
+
+def models_of(mapping_response: Body) -> set[str]:
+    """The dense model names recorded in a ``GET /{index}/_mapping`` answer, one per physical index."""
+    out = set()
+    for physical in (mapping_response or {}).values():
+        if not isinstance(physical, dict):
+            continue
+        name = (physical.get("mappings", {}).get("_meta") or {}).get(MODEL_META_KEY)
+        if name:
+            out.add(name)
+    return out
+
+
 def sparse_query(field: str, weights: dict[str, float], boost: float = 1.0) -> Body:
     """Dot product of query term weights with the document's ``rank_features``.
 
@@ -51,12 +66,21 @@ class Dialect(ABC):
 
     name: str
 
-    def product_index_body(self, dims: int) -> Body:
-        """Settings and mappings of a products index, from the component templates."""
+    def product_index_body(self, dims: int, model: str | None = None) -> Body:
+        """Settings and mappings of a products index, from the component templates.
+
+        ``model`` (the dense model's name in the model cache) is recorded in the mapping's
+        ``_meta``, so that workers and the query service embed with the index's own model.
+        """
         body: Body = {}
         for part in ("component/products-text.json", f"{self.name}/products-vectors.json"):
             _merge(body, copy.deepcopy(load_template(part)["template"]))
-        self._set_dims(body["mappings"]["properties"]["embedding"], dims)
+        props = body["mappings"]["properties"]
+        self._set_dims(props["embedding"], dims)
+        if "chunks" in props:
+            self._set_dims(props["chunks"]["properties"]["embedding"], dims)
+        if model:
+            body["mappings"].setdefault("_meta", {})[MODEL_META_KEY] = model
         return body
 
     def dead_letter_index_body(self) -> Body:
@@ -72,6 +96,22 @@ class Dialect(ABC):
     def knn_query(self, field: str, vector: list[float], k: int, num_candidates: int,
                   filter: Body | None = None) -> Body:
         """A query-DSL clause returning the ``k`` nearest documents (scores higher = closer)."""
+
+    def best_chunk_knn_query(self, field: str, chunks_path: str, vector: list[float], k: int,
+                             num_candidates: int, filter: Body | None = None) -> Body:
+        """kNN over a document vector and its nested chunk vectors; a document scores by its best.
+
+        ``dis_max`` keeps the higher of the document-vector score and the best chunk's
+        (``score_mode: max``); both are the same similarity, so they compare.  Indices
+        without the nested field answer the first part alone (``ignore_unmapped``).
+        The filter runs inside the document-vector search and after the chunk search.
+        """
+        nested: Body = {"nested": {"path": chunks_path, "score_mode": "max", "ignore_unmapped": True,
+                                   "query": self.knn_query(f"{chunks_path}.{field.rsplit('.', 1)[-1]}", vector, k,
+                                                           num_candidates)}}
+        if filter:
+            nested = {"bool": {"must": [nested], "filter": [filter]}}
+        return {"dis_max": {"queries": [self.knn_query(field, vector, k, num_candidates, filter), nested]}}
 
 
 class OpenSearchDialect(Dialect):

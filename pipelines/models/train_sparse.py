@@ -156,7 +156,7 @@ def train_sparse_head(paths: ModelPaths, data_dir: Path, cfg: SparseTrainConfig 
             opt.zero_grad()
             total += float(loss)
             steps += 1
-            bar.set_postfix(loss=f"{total / steps:.3f}")
+            bar.set_postfix(loss=f"{total / steps:.3f}", refresh=False)
         stats["loss"].append(round(total / max(steps, 1), 4))
     torch.save(head.state_dict(), paths.hf / SPARSE_HEAD_FILE)
     card = paths.read_card()
