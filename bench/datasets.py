@@ -30,12 +30,15 @@ class Benchmark:
 
 
 def taxonomy_xling(data_dir: Path, *, pool: str = "en", queries_per_lang: int | None = None,
-                   distractors: int | None = None, seed: int = 13) -> Benchmark:
+                   distractors: int | None = None, seed: int = 13, split: str = "eval") -> Benchmark:
     """Category leaves in de/fr/es/ja/zh retrieve the category (same id: grade 2, parent/children: 1).
 
     ``pool="en"``: the corpus is the English taxonomy; ``"mixed"``: every locale's.
     ``distractors`` limits the non-relevant part of the corpus (CI slices).
+    ``split="train"`` takes the queries from the training ids instead (for fitting, never scoring).
     """
+    if split not in ("eval", "train"):
+        raise ValueError("split must be 'eval' or 'train'")
     rng = random.Random(seed)
     tax = {lang: read_taxonomy(data_dir, lang) for lang in TAXONOMY_LOCALES}
     en = tax["en"]
@@ -46,10 +49,10 @@ def taxonomy_xling(data_dir: Path, *, pool: str = "en", queries_per_lang: int | 
         if par is not None:
             children.setdefault(par, []).append(cid)
 
-    bench = Benchmark(f"taxonomy-xling-{pool}")
+    bench = Benchmark(f"taxonomy-xling-{pool}" + ("-train" if split == "train" else ""))
     qids_by_lang = {}
     for lang in QUERY_LANGS:
-        ids = sorted(cid for cid in tax[lang] if is_eval_id(cid) and cid in en)
+        ids = sorted(cid for cid in tax[lang] if is_eval_id(cid) == (split == "eval") and cid in en)
         rng.shuffle(ids)
         qids_by_lang[lang] = ids[:queries_per_lang] if queries_per_lang else ids
     wanted: set[int] = set()
@@ -78,19 +81,19 @@ def taxonomy_xling(data_dir: Path, *, pool: str = "en", queries_per_lang: int | 
     return bench
 
 
-def ikea_xling(data_dir: Path, *, limit: int | None = None) -> Benchmark:
-    """German/French IKEA descriptions retrieve their English original and back (val split only).
+def ikea_xling(data_dir: Path, *, limit: int | None = None, split: str = "val") -> Benchmark:
+    """German/French IKEA descriptions retrieve their English original and back (``val``; ``train`` to fit).
 
     The corpus mixes the English, German and French descriptions.  The en-de and en-fr
     sets share most English texts, so each English text is one document whose relevant
     translations (grade 2) are all its German and French versions; the query's own
     text, also in the corpus, is removed from its results before scoring.
     """
-    bench = Benchmark("ikea-xling")
+    bench = Benchmark("ikea-xling" + ("-train" if split == "train" else ""))
     english_ids: dict[str, str] = {}
     translations: dict[str, list[str]] = {}
     for other in ("de", "fr"):
-        english, foreign = read_ikea(data_dir, "val", f"en-{other}")
+        english, foreign = read_ikea(data_dir, split, f"en-{other}")
         n = min(len(english), len(foreign), limit or len(english))
         for i in range(n):
             en_id = english_ids.setdefault(english[i], f"en-{len(english_ids)}")

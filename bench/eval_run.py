@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +18,18 @@ from service.runner import WorkerProcess, serve_in_thread
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def run_eval(name: str, *, small: bool = False, data_dir: Path = DEFAULT_DATA,
-             out_dir: Path = Path("bench/results"), settings: Settings | None = None,
-             reranker: str | None = None, reuse_index: bool = False, limit: int | None = None) -> dict[str, Any]:
-    """Ingest ``name`` into ``eval-<name>`` and evaluate every method; returns the report."""
+EVAL_FIELDS = ["title^2", "title_*^2", "category", "description", "description_*"]
+
+
+@contextmanager
+def served(bench: datasets.Benchmark, index: str, settings: Settings, out_dir: Path,
+           reuse_index: bool = False) -> Iterator[tuple[Any, float]]:
+    """``bench``'s corpus ingested into ``index`` through the queue, and a client of the service over it.
+
+    Yields ``(elasticsearch client, ingest seconds)``; the worker and the service stop afterwards.
+    """
     from elasticsearch import Elasticsearch
 
-    settings = settings or get_settings()
-    bench = datasets.load(name, data_dir, small=small, limit=limit)
-    index = f"eval-{bench.name}{'-small' if small else ''}"
     worker = WorkerProcess(out_dir / "eval-worker.log", concurrency=1)
     out_dir.mkdir(parents=True, exist_ok=True)
     with EngineClient(settings) as engine:
@@ -40,17 +45,25 @@ def run_eval(name: str, *, small: bool = False, data_dir: Path = DEFAULT_DATA,
             ingest.wait(ingest.enqueue(index, list(bench.corpus.values()), settings), timeout_s=7200)
             with EngineClient(settings) as engine:
                 engine.refresh(index)
-        ingest_s = time.perf_counter() - t0
-        es = Elasticsearch(url, request_timeout=120)
-        from service.app import Polyseek
-
-        has_sparse = Polyseek(settings).dense(None).has_sparse
-        report = evaluate_benchmark(bench, es, index, fields=["title^2", "title_*^2", "category", "description",
-                                                             "description_*"],
-                                    sparse=has_sparse, reranker=reranker or settings.reranker_model,
-                                    out_dir=out_dir)
-        report["ingest_s"] = round(ingest_s, 1)
-        return report
+        yield Elasticsearch(url, request_timeout=120), time.perf_counter() - t0
     finally:
         stop()
         worker.stop()
+
+
+def run_eval(name: str, *, small: bool = False, data_dir: Path = DEFAULT_DATA,
+             out_dir: Path = Path("bench/results"), settings: Settings | None = None,
+             reranker: str | None = None, reuse_index: bool = False, limit: int | None = None) -> dict[str, Any]:
+    """Ingest ``name`` into ``eval-<name>`` and evaluate every method; returns the report."""
+    from service.app import Polyseek
+
+    settings = settings or get_settings()
+    bench = datasets.load(name, data_dir, small=small, limit=limit)
+    index = f"eval-{bench.name}{'-small' if small else ''}"
+    with served(bench, index, settings, out_dir, reuse_index) as (es, ingest_s):
+        has_sparse = Polyseek(settings).dense(None).has_sparse
+        report = evaluate_benchmark(bench, es, index, fields=EVAL_FIELDS, sparse=has_sparse,
+                                    reranker=reranker or settings.reranker_model, out_dir=out_dir)
+        report["ingest_s"] = round(ingest_s, 1)
+        return report
+

@@ -57,6 +57,9 @@ def methods(fields: list[str], *, sparse: bool, reranker: str | None) -> list[Me
         out.append(Method(f"linear-{norm}", lambda t, n=norm: {"retriever": {"linear": {
             "retrievers": [{"retriever": r, "weight": 1.0, "normalizer": n} for r in leaves(t)],
             "rank_window_size": WINDOW}}}))
+    # the shorthand as the service runs it, with the fusion and weights in settings
+    out.append(Method("hybrid (default)", lambda t: {"query": {"hybrid": {"query": t, "fields": fields,
+                                                                          "rerank": False}}}))
     if reranker:
         out.append(Method("rrf+rerank", lambda t: {"retriever": {"text_similarity_reranker": {
             "retriever": {"rrf": {"retrievers": leaves(t), "rank_window_size": WINDOW}},

@@ -39,13 +39,15 @@ def end_to_end(docs: list[dict], workers: int, precision: str, index: str) -> di
         ids = ingest.enqueue(index, docs, settings)
         results = ingest.wait(ids, timeout_s=7200)
         wall = time.perf_counter() - t0
+        rss = [p.peak_rss_mb() for p in procs]
     finally:
         for p in procs:
             p.stop()
     indexed = sum(r["indexed"] for r in results)
     return {"workers": workers, "precision": precision, "docs": len(docs), "indexed": indexed,
             "seconds": round(wall, 1), "docs_per_s": round(indexed / wall, 1),
-            "docs_per_s_per_core": round(indexed / wall / min(2, os.cpu_count() or 2), 1)}
+            "docs_per_s_per_core": round(indexed / wall / min(2, os.cpu_count() or 2), 1),
+            "worker_peak_rss_mb": max(rss)}
 
 
 def stages(docs: list[dict], precision: str, index: str, batch: int = 64) -> dict:
@@ -76,6 +78,19 @@ def stages(docs: list[dict], precision: str, index: str, batch: int = 64) -> dic
             "share": {k: round(v / total, 3) for k, v in t.items()}}
 
 
+def table(rows: list[dict], stage_rows: list[dict]) -> str:
+    """End-to-end docs/s per (n, workers, precision) and where one worker's time goes."""
+    lines = [f"{'n':>7}{'workers':>8}{'prec':>6}{'seconds':>9}{'docs/s':>9}{'per core':>9}{'worker RSS':>12}"]
+    for r in rows:
+        lines.append(f"{r['n']:>7}{r['workers']:>8}{r['precision']:>6}{r['seconds']:>9}{r['docs_per_s']:>9}"
+                     f"{r['docs_per_s_per_core']:>9}{r.get('worker_peak_rss_mb', float('nan')):>10.0f}MB")
+    lines.append("\nper stage (ms per document, one process, batch 64):")
+    for r in stage_rows:
+        lines.append(f"  {r['precision']}: " + ", ".join(f"{k} {v} ms ({100 * r['share'][k]:.0f}%)"
+                                                         for k, v in r["ms_per_doc"].items()))
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, nargs="+", default=[10_000])
@@ -93,15 +108,9 @@ def main(argv: list[str] | None = None) -> int:
             for w in args.workers:
                 print(f"ingest n={n} workers={w} {precision} ...", file=sys.stderr, flush=True)
                 rows.append({"n": n, **end_to_end(docs, w, precision, f"bench-{n}-{precision}")})
-    args.out.write_text(json.dumps({"end_to_end": rows, "stages": stage_rows}, indent=2))
-    print(f"{'n':>7}{'workers':>8}{'prec':>6}{'seconds':>9}{'docs/s':>9}{'per core':>9}")
-    for r in rows:
-        print(f"{r['n']:>7}{r['workers']:>8}{r['precision']:>6}{r['seconds']:>9}{r['docs_per_s']:>9}"
-              f"{r['docs_per_s_per_core']:>9}")
-    print("\nper stage (ms per document, one process, batch 64):")
-    for r in stage_rows:
-        print(f"  {r['precision']}: " + ", ".join(f"{k} {v} ms ({100 * r['share'][k]:.0f}%)"
-                                                   for k, v in r["ms_per_doc"].items()))
+    text = table(rows, stage_rows)
+    args.out.write_text(json.dumps({"end_to_end": rows, "stages": stage_rows, "table": text}, indent=2))
+    print(text)
     return 0
 
 

@@ -104,6 +104,12 @@ class Settings(BaseSettings):
                                  "description_*"], description="BM25 fields of the hybrid shorthand.")
     rank_window_size: int = Field(100)
     rrf_rank_constant: int = Field(60)
+    hybrid_fusion: Literal["rrf", "linear"] = Field("rrf", description="Fusion of the hybrid shorthand.")
+    hybrid_weights: dict[str, float] = Field(
+        default_factory=lambda: {"bm25": 1.0, "knn": 1.0, "sparse": 1.0},
+        description="Per-leaf weights of the hybrid shorthand (bm25, knn, sparse); 0 leaves a leaf out.")
+    hybrid_normalizer: Literal["none", "minmax", "l2_norm", "zscore"] = Field(
+        "zscore", description="Score normalizer of each leaf when hybrid_fusion is linear.")
     reranker_model: str | None = Field(None, description="Cross-encoder in model_dir; None = no rerank by default.")
     rerank_window: int = Field(20)
     rerank_field: str = Field("title", description="Document field the cross-encoder reads (with description).")

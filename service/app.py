@@ -89,7 +89,8 @@ class Polyseek:
         s = self.settings
         return {"fields": s.hybrid_fields, "rank_window_size": s.rank_window_size, "rank_constant": s.rrf_rank_constant,
                 "rerank": bool(s.reranker_model), "rerank_field": s.rerank_field, "rerank_window": s.rerank_window,
-                "sparse": self.dense(model).has_sparse}
+                "sparse": self.dense(model).has_sparse, "fusion": s.hybrid_fusion, "weights": s.hybrid_weights,
+                "normalizer": s.hybrid_normalizer}
 
     async def index_model(self, index: str) -> str | None:
         """The dense model the index records in its mapping (read per search: after a reindex

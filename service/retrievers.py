@@ -254,27 +254,40 @@ async def fetch_texts(ctx: SearchContext, ids: list[str], field_name: str) -> di
 def expand_hybrid(spec: dict, defaults: dict[str, Any]) -> dict:
     """The ``{"query": {"hybrid": {...}}}`` shorthand as an explicit retriever tree.
 
-    ``{"query": text, "fields": [...], "sparse": true, "rerank": bool, "rank_window_size": n,
-    "fusion": "rrf" | "linear"}`` -> BM25 + kNN (+ sparse) -> RRF/linear (-> reranker).
+    ``{"query": text, "fields": [...], "sparse": bool, "rerank": bool, "rank_window_size": n,
+    "fusion": "rrf" | "linear", "weights": {"bm25": w, "knn": w, "sparse": w}, "normalizer": name}``
+    -> BM25 + kNN (+ sparse) -> RRF/linear (-> reranker); unspecified keys come from settings
+    (fitted on training queries: ``python -m bench.tune_fusion``).  A leaf weighted 0 is not run.
     """
     text = spec.get("query")
     if not isinstance(text, str) or not text.strip():
         raise bad_request("[hybrid] requires a non-empty [query] string")
     window = int(spec.get("rank_window_size", defaults["rank_window_size"]))
-    subs: list[dict] = [
-        {"standard": {"query": {"multi_match": {"query": text, "fields": spec.get("fields", defaults["fields"]),
-                                                "type": "best_fields"}}}},
-        {"knn": {"field": VECTOR_FIELD, "k": window, "num_candidates": max(window, 100),
-                 "query_vector_builder": {"text_embedding": {"model_text": text}}}},
-    ]
+    weights = {**defaults.get("weights", {}), **(spec.get("weights") or {})}
+    leaves: dict[str, dict] = {
+        "bm25": {"standard": {"query": {"multi_match": {"query": text, "type": "best_fields",
+                                                        "fields": spec.get("fields", defaults["fields"])}}}},
+        "knn": {"knn": {"field": VECTOR_FIELD, "k": window, "num_candidates": max(window, 100),
+                        "query_vector_builder": {"text_embedding": {"model_text": text}}}},
+    }
     if spec.get("sparse", defaults["sparse"]):
-        subs.append({"sparse": {"field": SPARSE_FIELD, "query": text}})
-    if spec.get("fusion", "rrf") == "linear":
-        tree: dict = {"linear": {"retrievers": [{"retriever": s, "weight": 1.0, "normalizer": "minmax"}
-                                                for s in subs], "rank_window_size": window}}
+        leaves["sparse"] = {"sparse": {"field": SPARSE_FIELD, "query": text}}
+    subs = [(leaf, float(weights.get(name, 1.0))) for name, leaf in leaves.items()
+            if float(weights.get(name, 1.0)) > 0]
+    if not subs:
+        raise bad_request("[hybrid] every retriever has weight 0", "illegal_argument_exception")
+    fusion_kind = spec.get("fusion", defaults.get("fusion", "rrf"))
+    if fusion_kind == "linear":
+        norm = spec.get("normalizer", defaults.get("normalizer", "zscore"))
+        if norm not in fusion.NORMALIZERS:
+            raise bad_request(f"[hybrid] unknown normalizer [{norm}]", "illegal_argument_exception")
+        tree: dict = {"linear": {"retrievers": [{"retriever": s, "weight": w, "normalizer": norm} for s, w in subs],
+                                 "rank_window_size": window}}
+    elif fusion_kind == "rrf":
+        tree = {"rrf": {"retrievers": [{"retriever": s, "weight": w} for s, w in subs], "rank_window_size": window,
+                        "rank_constant": int(spec.get("rank_constant", defaults["rank_constant"]))}}
     else:
-        tree = {"rrf": {"retrievers": subs, "rank_window_size": window,
-                        "rank_constant": defaults["rank_constant"]}}
+        raise bad_request(f"[hybrid] unknown fusion [{fusion_kind}]; use rrf or linear", "illegal_argument_exception")
     if spec.get("rerank", defaults["rerank"]):
         tree = {"text_similarity_reranker": {"retriever": tree, "field": defaults["rerank_field"],
                                              "inference_text": text,

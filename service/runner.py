@@ -15,6 +15,17 @@ from pipelines.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """Peak resident memory (VmHWM) of a process, in MB; NaN when it cannot be read."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return float("nan")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -69,6 +80,10 @@ class WorkerProcess:
                 break
             time.sleep(0.3)
         raise RuntimeError("worker did not start:\n" + self.log.read_text(errors="replace")[-3000:])
+
+    def peak_rss_mb(self) -> float:
+        """Peak resident memory of the worker so far (main process; the solo pool runs tasks in it)."""
+        return peak_rss_mb(self.proc.pid) if self.proc and self.proc.poll() is None else float("nan")
 
     def kill9(self) -> None:
         self.proc.kill()

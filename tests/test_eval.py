@@ -14,7 +14,8 @@ from tests.conftest import SHARED_DATA
 def test_taxonomy_xling_small(settings, engine, broker, tmp_path):
     report = run_eval("taxonomy-xling", small=True, data_dir=SHARED_DATA, out_dir=tmp_path, settings=settings)
     results = report["results"]
-    assert {"bm25 (rank-bm25)", "bm25", "knn", "rrf", "linear-minmax", "linear-l2_norm", "linear-zscore"} <= set(results)
+    assert {"bm25 (rank-bm25)", "bm25", "knn", "rrf", "linear-minmax", "linear-l2_norm", "linear-zscore",
+            "hybrid (default)"} <= set(results)
     # cross-lingual: the dense retriever must beat lexical BM25 by a wide margin
     assert results["knn"]["all"]["ndcg@10"] > results["bm25"]["all"]["ndcg@10"] + 0.2
     assert set(results["knn"]["pairs"]) == {"de->en", "fr->en", "es->en", "ja->en", "zh->en"}

@@ -51,3 +51,32 @@ def test_linear_weights_and_missing_docs():
 def test_linear_unknown_normalizer():
     with pytest.raises(ValueError):
         fusion.linear([[("x", 1.0)]], [1.0], ["softmax"])
+
+
+DEFAULTS = {"fields": ["title"], "rank_window_size": 50, "rank_constant": 60, "rerank": False,
+            "rerank_field": "title", "rerank_window": 20, "sparse": True, "fusion": "rrf",
+            "weights": {"bm25": 0.5, "knn": 1.0, "sparse": 0.0}, "normalizer": "zscore"}
+
+
+def test_hybrid_shorthand_uses_the_configured_fusion_and_weights():
+    from service.retrievers import expand_hybrid, validate
+
+    tree = expand_hybrid({"query": "kabellose Kopfhörer"}, DEFAULTS)
+    validate(tree)
+    subs = tree["rrf"]["retrievers"]
+    assert [next(iter(s["retriever"])) for s in subs] == ["standard", "knn"]  # weight 0: sparse not run
+    assert [s["weight"] for s in subs] == [0.5, 1.0]
+    linear = expand_hybrid({"query": "x", "fusion": "linear", "weights": {"sparse": 2.0}}, DEFAULTS)
+    assert [(s["weight"], s["normalizer"]) for s in linear["linear"]["retrievers"]] == [
+        (0.5, "zscore"), (1.0, "zscore"), (2.0, "zscore")]
+
+
+@pytest.mark.parametrize("spec", [{"query": "x", "fusion": "max"}, {"query": "x", "fusion": "linear", "normalizer": "y"},
+                                  {"query": "x", "weights": {"bm25": 0, "knn": 0}}, {"query": " "}])
+def test_hybrid_shorthand_rejects_bad_options(spec):
+    from service.errors import SearchError
+    from service.retrievers import expand_hybrid
+
+    with pytest.raises(SearchError) as err:
+        expand_hybrid(spec, DEFAULTS)
+    assert err.value.status == 400

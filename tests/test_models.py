@@ -125,3 +125,21 @@ def test_e5_long_document_sparse_terms_cover_every_chunk(e5):
     assert len(out.chunks[0]) == len(spans) - 1 >= 3
     last = enc.encode([text[slice(*spans[-1])]]).sparse[0]
     assert last and all(out.sparse[0].get(t, 0.0) >= w - 1e-3 for t, w in last.items())  # max over chunks
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "google-product-taxonomy").exists(), reason="../shared/data not present")
+def test_reranker_trainer_runs_exports_and_scores(tiny, tmp_path):
+    """Two steps of the real trainer on the tiny backbone (the full run is `polyseek models train-reranker`)."""
+    from pipelines.encoders.cross import CrossEncoder
+    from pipelines.models.train_reranker import RerankerTrainConfig, train_reranker
+
+    target = model_paths(tmp_path, "tiny-reranker")
+    cfg = RerankerTrainConfig(max_category_ids=24, max_ikea=8, max_length=32, max_steps=2)
+    stats = train_reranker(tiny, target, SHARED_DATA, cfg)
+    assert stats["steps"] == 2 and stats["examples"] == 32
+    card = target.read_card()
+    assert card.kind == "cross-encoder" and card.max_length == 32  # served at the length it was trained at
+    export_onnx(target)
+    quantize_int8(target)
+    scores = CrossEncoder(target, "int8").score("garden hose", ["garden hose thirty meters", "office chair"])
+    assert scores.shape == (2,) and np.isfinite(scores).all()

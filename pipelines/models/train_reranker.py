@@ -28,15 +28,15 @@ from pipelines.models.training_data import TAXONOMY_LOCALES, read_ikea, read_tax
 
 @dataclass
 class RerankerTrainConfig:
-    max_category_ids: int = 1500
-    max_ikea: int = 400
+    max_category_ids: int = 4000
+    max_ikea: int = 1200
     negatives: int = 3
     queries_per_step: int = 8
-    max_length: int = 64
+    max_length: int = 128  # pairs are truncated longest-first to this in training and serving
     trainable_layers: int = 3
     lr: float = 5e-5
     max_minutes: float = 25.0
-    max_steps: int = 1500
+    max_steps: int = 3000
     seed: int = 11
 
 
@@ -109,10 +109,10 @@ def train_reranker(backbone: ModelPaths, target: ModelPaths, data_dir: Path,
     model.train()
     started, step, losses = time.monotonic(), 0, []
     group = cfg.negatives + 1
-    bar = tqdm(total=min(cfg.max_steps, len(examples) // cfg.queries_per_step), desc="reranker", unit="step")
-    for start in range(0, len(examples) - cfg.queries_per_step + 1, cfg.queries_per_step):
-        if step >= cfg.max_steps or (time.monotonic() - started) / 60 > cfg.max_minutes:
-            break
+    steps_per_epoch = len(examples) // cfg.queries_per_step
+    bar = tqdm(total=cfg.max_steps, desc="reranker", unit="step")
+    while step < cfg.max_steps and (time.monotonic() - started) / 60 < cfg.max_minutes:
+        start = (step % steps_per_epoch) * cfg.queries_per_step  # epochs over the examples until the budget ends
         pairs = []
         for (query, pos), negs in zip(examples[start:start + cfg.queries_per_step],
                                       negatives[start:start + cfg.queries_per_step]):
@@ -128,16 +128,16 @@ def train_reranker(backbone: ModelPaths, target: ModelPaths, data_dir: Path,
         losses.append(float(loss))
         step += 1
         bar.update(1)
-        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", refresh=False)
     bar.close()
     model.eval()
     if target.hf.exists():
         shutil.rmtree(target.hf)
     model.save_pretrained(target.hf, safe_serialization=True)
     shutil.copy2(backbone.tokenizer, target.tokenizer)
-    stats = {"steps": step, "minutes": round((time.monotonic() - started) / 60, 1), "examples": len(examples),
+    stats = {"steps": step, "epochs": round(step / max(steps_per_epoch, 1), 2), "minutes": round((time.monotonic() - started) / 60, 1), "examples": len(examples),
              "loss_first50": round(float(np.mean(losses[:50])), 3), "loss_last50": round(float(np.mean(losses[-50:])), 3)}
     target.write_card(ModelCard(name=target.root.name, kind="cross-encoder", source=f"fine-tuned from {card.name}",
                                 query_prefix=card.query_prefix, passage_prefix=card.passage_prefix,
-                                max_length=cfg.max_length * 4, dims=1, extra={"training": stats}))
+                                max_length=cfg.max_length, dims=1, extra={"training": stats}))
     return stats

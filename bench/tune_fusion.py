@@ -1,0 +1,115 @@
+"""Fit the hybrid shorthand's fusion on *training* queries; never on what ``polyseek eval`` scores.
+
+    python -m bench.tune_fusion [--queries 100] [--distractors 1000] [--pairs 300]
+
+Two training-split benchmarks (taxonomy ids with ``id % 5 != 0`` in the mixed-language
+pool, where every query has relevant documents in its own language and in five others;
+IKEA ``train`` descriptions in a de/fr/en pool) are ingested through the real queue, and
+each leaf (BM25, kNN, sparse) runs once per query through the real service.  Fusions are
+then computed offline with ``service.fusion`` over a grid of weights, rank constants and
+normalizers, and scored with ranx.  Prints the best settings (mean nDCG@10 of the two
+benchmarks) and writes ``bench/results/fusion-tuning.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from bench import datasets
+from bench.eval_run import DEFAULT_DATA, EVAL_FIELDS, served
+from bench.evaluate import methods, run_method, score
+from pipelines.settings import get_settings
+from service import fusion
+
+LEAVES = ("bm25", "knn", "sparse")
+WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0)
+
+
+def candidates() -> list[dict[str, Any]]:
+    """Every fusion configuration tried; knn's weight is fixed at 1 (the others are relative)."""
+    out = []
+    for bm25, sparse in itertools.product(WEIGHTS, WEIGHTS):
+        weights = {"bm25": bm25, "knn": 1.0, "sparse": sparse}
+        out += [{"fusion": "rrf", "rank_constant": k, "weights": weights} for k in (10, 60)]
+        out += [{"fusion": "linear", "normalizer": n, "weights": weights} for n in ("minmax", "zscore")]
+    return out
+
+
+def fuse(config: dict[str, Any], leaves: dict[str, dict[str, dict[str, float]]], window: int) -> dict:
+    """``{qid: {doc: score}}`` of one configuration over the leaf runs (each ``{qid: {doc: score}}``, best first)."""
+    names = [n for n in LEAVES if n in leaves and config["weights"][n] > 0]
+    out = {}
+    for qid in leaves["knn"]:
+        lists = [list(leaves[n].get(qid, {}).items()) for n in names]
+        weights = [config["weights"][n] for n in names]
+        if config["fusion"] == "rrf":
+            ranked = fusion.rrf(lists, config["rank_constant"], window, weights)
+        else:
+            ranked = fusion.linear(lists, weights, [config["normalizer"]] * len(lists), window)
+        out[qid] = dict(ranked[:window])
+    return out
+
+
+def describe(config: dict[str, Any]) -> str:
+    w = config["weights"]
+    extra = f"k={config['rank_constant']}" if config["fusion"] == "rrf" else config["normalizer"]
+    return f"{config['fusion']:<6} {extra:<7} bm25={w['bm25']:<4} knn=1 sparse={w['sparse']:<4}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--queries", type=int, default=100, help="taxonomy training queries per language")
+    parser.add_argument("--distractors", type=int, default=1000, help="other taxonomy ids in the pool")
+    parser.add_argument("--pairs", type=int, default=300, help="IKEA training pairs per language")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/fusion-tuning.json"))
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    benches = [datasets.taxonomy_xling(args.data, pool="mixed", queries_per_lang=args.queries,
+                                       distractors=args.distractors, split="train"),
+               datasets.ikea_xling(args.data, limit=args.pairs, split="train")]
+    window = settings.rank_window_size
+    runs: dict[str, dict[str, dict]] = {}
+    for bench in benches:
+        index = f"tune-{bench.name}"
+        with served(bench, index, settings, args.out.parent, reuse_index=True) as (es, _):
+            leaf_methods = {m.name: m for m in methods(EVAL_FIELDS, sparse=True, reranker=None) if m.name in LEAVES}
+            runs[bench.name] = {name: run_method(es, index, bench, m)[0] for name, m in leaf_methods.items()}
+    rows = []
+    for config in tqdm(candidates(), desc="fusions", unit="config"):
+        per_bench = {b.name: score(b, fuse(config, runs[b.name], window))["all"]["ndcg@10"] for b in benches}
+        rows.append({"config": config, "ndcg@10": per_bench, "mean": round(sum(per_bench.values()) / len(per_bench), 4)})
+    baselines = {name: {b.name: score(b, runs[b.name][name])["all"]["ndcg@10"] for b in benches} for name in LEAVES}
+    rows.sort(key=lambda r: -r["mean"])
+    names = [b.name for b in benches]
+    lines = [f"{'configuration':<44}" + "".join(f"{n:>26}" for n in names) + f"{'mean':>8}"]
+    for name, res in baselines.items():
+        lines.append(f"{name + ' alone':<44}" + "".join(f"{res[n]:>26.4f}" for n in names)
+                     + f"{sum(res.values()) / len(res):>8.4f}")
+    default = next(r for r in rows if r["config"] == {"fusion": "rrf", "rank_constant": 60,
+                                                      "weights": {"bm25": 1.0, "knn": 1.0, "sparse": 1.0}})
+    for label, r in [("equal-weight rrf k=60", default)] + [(describe(r["config"]), r) for r in rows[:10]]:
+        lines.append(f"{label:<44}" + "".join(f"{r['ndcg@10'][n]:>26.4f}" for n in names) + f"{r['mean']:>8.4f}")
+    best = rows[0]["config"]
+    lines.append("\nbest on training queries -> settings: POLYSEEK_HYBRID_FUSION=" + best["fusion"]
+                 + " POLYSEEK_HYBRID_WEIGHTS='" + json.dumps(best["weights"]) + "'"
+                 + (f" POLYSEEK_RRF_RANK_CONSTANT={best['rank_constant']}" if best["fusion"] == "rrf"
+                    else f" POLYSEEK_HYBRID_NORMALIZER={best['normalizer']}"))
+    text = "\n".join(lines)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"benchmarks": {b.name: {"queries": len(b.queries), "documents": len(b.corpus)}
+                                                   for b in benches},
+                                    "baselines": baselines, "rows": rows, "best": best, "table": text}, indent=2))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
