@@ -104,9 +104,12 @@ class Settings(BaseSettings):
                                  "description_*"], description="BM25 fields of the hybrid shorthand.")
     rank_window_size: int = Field(100)
     rrf_rank_constant: int = Field(60)
-    hybrid_fusion: Literal["rrf", "linear"] = Field("rrf", description="Fusion of the hybrid shorthand.")
+    # Defaults fitted on training queries (`python -m bench.tune_fusion`, bench/README.md): on the cross-lingual
+    # dev sets kNN alone scores best and equal-weight RRF of BM25 + kNN + sparse loses a third of it; BM25 keeps a
+    # small weight for exact matches (SKUs, brands, model numbers) that those sets do not measure.
+    hybrid_fusion: Literal["rrf", "linear"] = Field("linear", description="Fusion of the hybrid shorthand.")
     hybrid_weights: dict[str, float] = Field(
-        default_factory=lambda: {"bm25": 1.0, "knn": 1.0, "sparse": 1.0},
+        default_factory=lambda: {"bm25": 0.1, "knn": 1.0, "sparse": 0.0},
         description="Per-leaf weights of the hybrid shorthand (bm25, knn, sparse); 0 leaves a leaf out.")
     hybrid_normalizer: Literal["none", "minmax", "l2_norm", "zscore"] = Field(
         "zscore", description="Score normalizer of each leaf when hybrid_fusion is linear.")

@@ -158,10 +158,13 @@ def test_hybrid_shorthand_paging_source_highlight_aggs(es, catalog):
     assert "Audio" in buckets
 
 
-def test_explain_breakdown(es, catalog):
-    resp = es.search(index=catalog, query={"hybrid": {"query": "无线降噪耳机"}}, explain=True, size=1)
+def test_explain_breakdown(es, catalog, settings):
+    resp = es.search(index=catalog, query={"hybrid": {"query": "无线降噪耳机", "weights": {"sparse": 0}}},
+                     explain=True, size=1)
     stages = [d["description"].split(":")[0] for d in resp["hits"]["hits"][0]["_explanation"]["details"]]
-    assert "bm25" in stages and "knn" in stages and "rrf" in stages
+    assert "bm25" in stages and "knn" in stages and settings.hybrid_fusion in stages and "sparse" not in stages
+    resp = es.search(index=catalog, query={"hybrid": {"query": "无线降噪耳机", "fusion": "rrf"}}, explain=True, size=1)
+    assert "rrf" in [d["description"].split(":")[0] for d in resp["hits"]["hits"][0]["_explanation"]["details"]]
 
 
 def test_msearch(es, catalog):
@@ -225,8 +228,8 @@ def test_query_log_written(es, catalog, engine, settings):
         hits = engine.search(settings.query_log_index, {"query": {"match": {"query": "query-log-probe"}}})
         if hits["hits"]["hits"]:
             rec = hits["hits"]["hits"][0]["_source"]
-            assert rec["index"] == catalog and rec["retriever"] == "rrf"
-            assert {s["stage"] for s in rec["stages"]} >= {"bm25", "knn", "rrf"}
+            assert rec["index"] == catalog and rec["retriever"] == settings.hybrid_fusion
+            assert {s["stage"] for s in rec["stages"]} >= {"bm25", "knn", settings.hybrid_fusion, "fetch"}
             return
     pytest.fail("no query-log record")
 
@@ -284,9 +287,9 @@ def test_text_similarity_reranker_orders_by_cross_encoder(es, catalog, tiny_rera
     retriever = {"text_similarity_reranker": {
         "retriever": {"standard": {"query": {"match_all": {}}}}, "field": "title",
         "inference_text": "wireless headphones", "inference_id": tiny_reranker.root.name, "rank_window_size": 6}}
-    resp = es.search(index=catalog, retriever=retriever, size=6, source=["title", "description"])
+    resp = es.search(index=catalog, retriever=retriever, size=6, source=["title", "category", "description"])
     hits = resp["hits"]["hits"]
-    texts = [f"{h['_source']['title']} . {h['_source']['description']}" for h in hits]
+    texts = [" . ".join(h["_source"][f] for f in ("title", "category", "description")) for h in hits]
     expected = CrossEncoder(tiny_reranker, "int8").score("wireless headphones", texts)
     assert [h["_score"] for h in hits] == pytest.approx(sorted(expected.tolist(), reverse=True), rel=1e-4)
     assert [h["_score"] for h in hits] == sorted([h["_score"] for h in hits], reverse=True)
