@@ -125,7 +125,7 @@ def train_reranker(backbone: ModelPaths, target: ModelPaths, data_dir: Path,
         loss.backward()
         opt.step()
         opt.zero_grad()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", refresh=False)
