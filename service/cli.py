@@ -186,6 +186,8 @@ def _kibana(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pipelines.models.export import DEFAULT_QUANT_SCHEME, QUANT_SCHEMES
+
     parser = argparse.ArgumentParser(prog="polyseek", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -206,8 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="model name in the cache (default: settings.dense_model)")
     p.add_argument("--full-range", dest="reduce_range", action="store_false",
                    help="quantize: 8-bit weights (default 7-bit, better on CPUs without VNNI)")
-    p.add_argument("--scheme", default="int8-residual-fp32", choices=["int8-residual-fp32", "int8-all"],
-                   help="quantize: keep the residual output projections fp32 (default, accurate) or not (faster)")
+    p.add_argument("--scheme", default=DEFAULT_QUANT_SCHEME, choices=list(QUANT_SCHEMES),
+                   help="quantize: " + "; ".join(f"{k}: {v}" for k, v in QUANT_SCHEMES.items()))
     p.add_argument("--tatoeba", type=Path, help="verify: Tatoeba folder for accuracy@1")
     p.add_argument("--limit", type=int, help="verify: sentences per Tatoeba language")
     p.add_argument("--data", type=Path, help="train-*: shared data folder (default ../shared/data)")

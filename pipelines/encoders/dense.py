@@ -107,6 +107,9 @@ class TextEncoder:
                              ("<s>", "</s>", "<pad>", "<unk>", "[CLS]", "[SEP]", "[PAD]", "[UNK]")} - {None}
         self._splitter = Tokenizer.from_str(self.tokenizer.to_str())
         self._splitter.no_truncation()
+        # tokens a chunk may hold: the model's length less the special tokens and the passage prefix
+        self._chunk_budget = self.max_length - 2 - len(
+            self._splitter.encode(self.card.passage_prefix, add_special_tokens=False).ids)
         self._cache: OrderedDict[str, tuple[np.ndarray, dict[str, float] | None]] = OrderedDict()
         self._cache_size = query_cache_size
         self._lock = threading.Lock()
@@ -181,13 +184,14 @@ class TextEncoder:
         encodes without truncation (``chunk_tokens`` is capped to fit the model with its
         passage prefix and special tokens).
         """
-        budget = self.max_length - 2 - len(self._splitter.encode(self.card.passage_prefix,
-                                                                    add_special_tokens=False).ids)
-        size = max(8, min(chunk_tokens, budget))
+        return self._spans(self._splitter.encode(text, add_special_tokens=False), len(text), chunk_tokens, overlap)
+
+    def _spans(self, encoding, text_len: int, chunk_tokens: int, overlap: int) -> list[tuple[int, int]]:
+        size = max(8, min(chunk_tokens, self._chunk_budget))
         step = max(1, size - max(0, min(overlap, size // 2)))
-        offsets = [o for o in self._splitter.encode(text, add_special_tokens=False).offsets if o[1] > o[0]]
+        offsets = [o for o in encoding.offsets if o[1] > o[0]]
         if len(offsets) <= size:
-            return [(0, len(text))]
+            return [(0, text_len)]
         spans = []
         for start in range(0, len(offsets), step):
             window = offsets[start:start + size]
@@ -208,10 +212,11 @@ class TextEncoder:
         owner: list[int] = []
         truncated = []
         counts = []
-        for i, text in enumerate(texts):
-            spans = self.chunk_spans(text, chunk_tokens, overlap)
+        encodings = self._splitter.encode_batch(texts, add_special_tokens=False)
+        for i, (text, encoding) in enumerate(zip(texts, encodings)):
+            spans = self._spans(encoding, len(text), chunk_tokens, overlap)
             truncated.append(len(spans) > max_chunks)
-            counts.append(len(self._splitter.encode(text, add_special_tokens=False).ids))
+            counts.append(len(encoding.ids))
             for start, end in spans[:max_chunks]:
                 pieces.append(text[start:end])
                 owner.append(i)

@@ -35,8 +35,7 @@ def enqueue(index: str, docs: list[Any], settings: Settings | None = None, *, mo
     s = settings or get_settings()
     ids = []
     for start in range(0, len(docs), s.ingest_batch_size):
-        batch = docs[start:start + s.ingest_batch_size]
-        ids.append((index_batch.delay(index, batch, model) if model else index_batch.delay(index, batch)).id)
+        ids.append(index_batch.delay(index, docs[start:start + s.ingest_batch_size], model).id)
     _record_queued(index, ids, [min(s.ingest_batch_size, len(docs) - i) for i in range(0, len(docs), s.ingest_batch_size)], s)
     return ids
 

@@ -25,6 +25,7 @@ CHUNKS_FIELD = "chunks"  # nested: {"embedding": [...], "n": 1..} for the furthe
 SPARSE_FIELD = "sparse"  # rank_features keyed by token
 VECTOR_FIELDS = (VECTOR_FIELD, CHUNKS_FIELD, SPARSE_FIELD)
 DERIVED_FIELDS = (*VECTOR_FIELDS, "model", "embedding_truncated", "embedding_chunks", "ingested_at")
+PER_LANGUAGE_FIELDS = ("title", "description")  # copied into <field>_<lang> for that language's analyzer
 
 
 class DocumentError(ValueError):
@@ -106,7 +107,7 @@ def engine_source(product: Product, vector: list[float], sparse: dict[str, float
     src = {k: v for k, v in product.source.items() if k not in DERIVED_FIELDS}
     src["lang"] = product.lang
     if product.lang in ANALYZED_LANGUAGES:
-        for field in ("title", "description"):
+        for field in PER_LANGUAGE_FIELDS:
             if src.get(field):
                 src[f"{field}_{product.lang}"] = src[field]
     src[VECTOR_FIELD] = vector

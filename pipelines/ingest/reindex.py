@@ -31,12 +31,12 @@ from tqdm import tqdm
 
 from pipelines.engine.client import EngineClient
 from pipelines.ingest import api
-from pipelines.ingest.documents import ANALYZED_LANGUAGES, DERIVED_FIELDS
+from pipelines.ingest.documents import ANALYZED_LANGUAGES, DERIVED_FIELDS, PER_LANGUAGE_FIELDS
 from pipelines.models.card import model_paths
 from pipelines.settings import Settings, get_settings
 
 # fields the queue derives again from the product itself
-_EXCLUDES = [*DERIVED_FIELDS, *(f"{f}_{lang}" for f in ("title", "description") for lang in ANALYZED_LANGUAGES)]
+_EXCLUDES = [*DERIVED_FIELDS, *(f"{f}_{lang}" for f in PER_LANGUAGE_FIELDS for lang in ANALYZED_LANGUAGES)]
 
 
 class ReindexError(RuntimeError):

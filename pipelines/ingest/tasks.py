@@ -18,12 +18,15 @@ from pipelines.settings import get_settings
 log = logging.getLogger(__name__)
 
 
-@cache
 def worker_encoder(model: str | None = None) -> TextEncoder:
     """The process's encoder for ``model`` (default: settings), loaded once per process and model."""
+    return _load_encoder(model or get_settings().dense_model)
+
+
+@cache
+def _load_encoder(name: str) -> TextEncoder:
     s = get_settings()
-    return open_encoder(s.resolved_model_dir, model or s.dense_model, s.encoder_precision,
-                        threads=s.encoder_threads)
+    return open_encoder(s.resolved_model_dir, name, s.encoder_precision, threads=s.encoder_threads)
 
 
 @cache
@@ -85,13 +88,12 @@ def process_batch(index: str, docs: list[Any], task_id: str | None = None,
     exists = engine.index_exists(index)
     # an index is embedded by one model: the one its mapping records, else the default
     try:
-        encoder = encoder or worker_encoder((engine.index_model(index) if exists else None) or s.dense_model)
+        encoder = encoder or worker_encoder(engine.index_model(index) if exists else None)
     except FileNotFoundError as exc:  # a deployment problem: keep every document, with the reason
         missing = [(DocumentError(raw.get("id") if isinstance(raw, dict) else None, "model_missing", str(exc)), raw)
                    for raw in docs]
         dead_letter(engine, index, task_id, missing)
-        return {"index": index, "accepted": len(docs), "indexed": 0, "rejected": len(docs),
-                "errors": [{"id": e.doc_id, "type": e.error_type, "reason": e.reason} for e, _ in missing]}
+        return _batch_result(index, docs, 0, missing)
     if not exists:
         engine.create_products_index(index, encoder.dims, encoder.card.name)
     products: list[Product] = []
@@ -118,6 +120,11 @@ def process_batch(index: str, docs: list[Any], task_id: str | None = None,
                 reason = f"{(r.error or {}).get('type')}: {(r.error or {}).get('reason')}"
                 rejected.append((DocumentError(r.id, "engine_rejected", reason), by_id[r.id].source))
     dead_letter(engine, index, task_id, rejected)
+    return _batch_result(index, docs, written, rejected)
+
+
+def _batch_result(index: str, docs: list[Any], written: int, rejected: list[tuple[DocumentError, Any]]) -> dict:
+    """The task result: counts and the per-document errors."""
     return {"index": index, "accepted": len(docs), "indexed": written, "rejected": len(rejected),
             "errors": [{"id": e.doc_id, "type": e.error_type, "reason": e.reason} for e, _ in rejected]}
 
