@@ -7,6 +7,7 @@ engine home, and is considered started when cluster health is green.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -167,19 +168,53 @@ class LocalEngine:
         with httpx.Client(base_url=self.settings.engine_url, timeout=10.0) as client:
             client.put("/_index_template/polyseek-single-node", json=body)
 
+    def processes(self) -> list[int]:
+        """PIDs of live (non-zombie) processes whose command line runs this engine's state folder.
+
+        The pid file is not enough: the engine removes it early in its shutdown, while the JVM
+        (and the ``runuser`` wrapper under root) still run for seconds.
+        """
+        marker = str(self.state_dir)
+        found = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
+            try:
+                if marker not in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                    continue
+                state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if state not in ("Z", "X"):
+                found.append(int(proc.name))
+        return found
+
     def stop(self, timeout_s: float = 60.0) -> bool:
-        """Stop the node; SIGKILL if it does not exit in ``timeout_s``. True if one was running."""
+        """Stop the node and return once no process of it is left (SIGKILL after ``timeout_s``).
+
+        True if one was running.
+        """
+        pids = set(self.processes())
         pid = self.pid()
-        if pid is None:
+        if pid is not None:
+            pids.add(pid)
+        if not pids:
             self.pid_file.unlink(missing_ok=True)
             return False
-        os.kill(pid, signal.SIGTERM)
+        for p in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and self.pid() is not None:
+        while time.monotonic() < deadline and self.processes():
             time.sleep(0.3)
-        if self.pid() is not None:
-            os.kill(pid, signal.SIGKILL)
-            time.sleep(0.5)
+        for p in self.processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and self.processes():
+            time.sleep(0.1)
+        if self.processes():
+            raise EngineError(f"engine processes {self.processes()} survived SIGKILL")
         self.pid_file.unlink(missing_ok=True)
         return True
 

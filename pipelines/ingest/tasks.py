@@ -139,6 +139,7 @@ def index_batch(self: Task, index: str, docs: list[Any], model: str | None = Non
     records, else settings); a reindex onto a new model passes it.
     """
     result = process_batch(index, docs, task_id=self.request.id, encoder=worker_encoder(model) if model else None)
+    result["attempts"] = self.request.retries + 1  # > 1: the engine was unavailable and the batch retried
     record_status(worker_engine(), index, self.request.id, state="done",
                   **{k: result[k] for k in ("accepted", "indexed", "rejected")})
     return result
