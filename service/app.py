@@ -12,6 +12,7 @@ import fnmatch
 import json
 import logging
 import re
+import time
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Any
@@ -32,7 +33,7 @@ from pipelines.settings import Settings, get_settings
 from service import search as search_mod
 from service import writes
 from service.engine_proxy import AsyncEngine
-from service.errors import SearchError, error_response
+from service.errors import SearchError, error_body, error_response
 from service.retrievers import SearchContext
 
 log = logging.getLogger(__name__)
@@ -172,47 +173,157 @@ def _wait_requested(request: Request) -> bool:
     return request.query_params.get("refresh") in ("wait_for", "true", "")
 
 
+def _json_answer(data: Any, opts: search_mod.SearchOptions, status: int = 200) -> Response:
+    """A JSON answer shaped by ``filter_path`` and ``pretty``."""
+    if opts.filter_path:
+        data = search_mod.filter_path(data, opts.filter_path)
+    if opts.pretty:
+        text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+        return Response(text.encode(), status_code=status, media_type="application/json")
+    return JSONResponse(data, status_code=status)
+
+
+def _default_index(settings: Settings) -> str:
+    """The indices a search without an index covers: all of them, or those of the allow list."""
+    return ",".join(settings.index_allow_list) if settings.index_allow_list else "_all"
+
+
 async def search_endpoint(request: Request) -> Response:
     ps: Polyseek = request.app.state.polyseek
-    index = request.path_params.get("index", "_all")
+    index = request.path_params.get("index") or _default_index(ps.settings)
     body = search_mod.require_object(await _read_json(request))
     if not search_mod.needs_service(body):
         return await passthrough(request)
+    body, opts = search_mod.apply_url_params(body, request.query_params, request.url.path)
     ctx, defaults = await ps.context(index)
-    response, record = await search_mod.execute(body, ctx, defaults)
+    response, record = await search_mod.execute(body, ctx, defaults, opts)
     ps.log_query(index, record, 200)
-    return JSONResponse(response)
+    return _json_answer(response, opts)
+
+
+# URL parameters of _msearch (all go to the engine's _msearch; the service applies the answer-shaping
+# ones to the items it runs) and header keys of one item that the service forwards to the engine
+MSEARCH_PARAMS = frozenset({"max_concurrent_searches", "max_concurrent_shard_requests", "pre_filter_shard_size",
+                            "search_type", "ccs_minimize_roundtrips", "rest_total_hits_as_int", "typed_keys",
+                            "ignore_unavailable", "allow_no_indices", "expand_wildcards", "ignore_throttled",
+                            "routing"})
+MSEARCH_HEADER_PARAMS = frozenset({"search_type", "request_cache", "routing", "preference", "ignore_unavailable",
+                                   "allow_no_indices", "expand_wildcards", "allow_partial_search_results",
+                                   "ccs_minimize_roundtrips", "ignore_throttled"})
+
+
+def _parse_msearch(raw: bytes) -> list[tuple[dict, dict]]:
+    """Header/body pairs of an ``_msearch`` body; malformed JSON fails the whole request, as in ES."""
+    lines = [ln for ln in raw.split(b"\n") if ln.strip()]
+    if len(lines) % 2:
+        raise SearchError(400, "illegal_argument_exception", "msearch: every header line needs a body line")
+    pairs = []
+    for n, line in enumerate(lines, 1):
+        try:
+            value = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise SearchError(400, "x_content_parse_exception", f"[{n}:1] msearch line {n} is not JSON: {exc}") \
+                from None
+        if not isinstance(value, dict):
+            raise SearchError(400, "x_content_parse_exception", f"[{n}:1] msearch line {n} must be an object")
+        pairs.append(value)
+    return list(zip(pairs[::2], pairs[1::2]))
+
+
+def _msearch_index(head: dict, default_index: str | None, settings: Settings) -> str:
+    """The index expression of one ``_msearch`` item (no index: all indices, or the allow list)."""
+    index = head.get("index", head.get("indices", default_index))
+    if isinstance(index, list):
+        index = ",".join(str(i) for i in index)
+    if index is not None and not isinstance(index, str):
+        raise SearchError(400, "x_content_parse_exception", "[index] must be a string or an array of strings")
+    index = index or _default_index(settings)
+    if not _index_allowed(settings, index) and index != _default_index(settings):
+        raise SearchError(403, "security_exception", f"index [{index}] is not in the allow list")
+    return index
+
+
+async def _service_item(ps: Polyseek, index: str, head: dict, body: dict,
+                        url_opts: search_mod.SearchOptions) -> dict:
+    """One ``_msearch`` item the service runs itself, as an item answer (errors included)."""
+    try:
+        params = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in head.items()
+                  if k in MSEARCH_HEADER_PARAMS}
+        opts = search_mod.SearchOptions(total_as_int=url_opts.total_as_int, typed_keys=url_opts.typed_keys,
+                                        engine_params={**url_opts.engine_params, **params})
+        if opts.total_as_int and body.get("track_total_hits") is None:
+            body = {**body, "track_total_hits": True}
+        ctx, defaults = await ps.context(index)
+        resp, record = await search_mod.execute(body, ctx, defaults, opts)
+        ps.log_query(index, record, 200)
+        return {**resp, "status": 200}
+    except SearchError as exc:
+        return error_body(exc.status, exc.error_type, exc.reason)
 
 
 async def msearch_endpoint(request: Request) -> Response:
+    """``_msearch``: items with retrievers or hybrid run here, the others in one engine ``_msearch``."""
     ps: Polyseek = request.app.state.polyseek
+    started = time.perf_counter()
     default_index = request.path_params.get("index")
-    lines = [ln for ln in (await request.body()).split(b"\n") if ln.strip()]
-    if len(lines) % 2:
-        raise SearchError(400, "illegal_argument_exception", "msearch: every header line needs a body line")
-    responses = []
-    for head_raw, body_raw in zip(lines[::2], lines[1::2]):
+    url_opts = search_mod.SearchOptions()
+    for name, value in request.query_params.multi_items():
+        if name == "rest_total_hits_as_int":
+            url_opts.total_as_int = search_mod._bool_param(name, value)
+        elif name == "typed_keys":
+            url_opts.typed_keys = search_mod._bool_param(name, value)
+        elif name == "pretty":
+            url_opts.pretty = search_mod._bool_param(name, value)
+        elif name == "filter_path":
+            url_opts.filter_path = value
+        elif name in search_mod.FORWARDED_PARAMS:
+            url_opts.engine_params[name] = value
+        elif name not in MSEARCH_PARAMS | search_mod.FORMAT_PARAMS:
+            raise SearchError(400, "illegal_argument_exception",
+                              f"request [{request.url.path}] contains unrecognized parameter: [{name}]")
+    pairs = _parse_msearch(await request.body())
+    responses: list[Any] = [None] * len(pairs)
+    service_jobs, engine_items = [], []
+    for head, body in pairs:  # the engine refuses an unknown header key for the whole request
+        unknown = set(head) - MSEARCH_HEADER_PARAMS - {"index", "indices"}
+        if unknown and search_mod.needs_service(body):
+            raise SearchError(400, "illegal_argument_exception",
+                              f"key [{sorted(unknown)[0]}] is not supported in the metadata section")
+    for i, (head, body) in enumerate(pairs):
         try:
-            head, body = json.loads(head_raw), json.loads(body_raw)
-            index = head.get("index", default_index)
-            if isinstance(index, list):
-                index = ",".join(index)
-            if not index:
-                raise SearchError(400, "action_request_validation_exception", "msearch: index is missing")
-            if not _index_allowed(ps.settings, index):
-                raise SearchError(403, "security_exception", f"index [{index}] is not in the allow list")
-            if search_mod.needs_service(body):
-                ctx, defaults = await ps.context(index)
-                resp, record = await search_mod.execute(body, ctx, defaults)
-                ps.log_query(index, record, 200)
-            else:
-                resp = await ps.engine.json("POST", f"/{index}/_search", body)
-            responses.append({**resp, "status": 200})
-        except json.JSONDecodeError as exc:
-            responses.append({"error": {"type": "parsing_exception", "reason": str(exc)}, "status": 400})
+            index = _msearch_index(head, default_index, ps.settings)
         except SearchError as exc:
-            responses.append({"error": {"type": exc.error_type, "reason": exc.reason}, "status": exc.status})
-    return JSONResponse({"took": 0, "responses": responses})
+            responses[i] = error_body(exc.status, exc.error_type, exc.reason)
+            continue
+        if search_mod.needs_service(body):
+            service_jobs.append((i, _service_item(ps, index, head, body, url_opts)))
+        else:
+            engine_items.append((i, {k: v for k, v in head.items() if k != "indices"} | {"index": index}, body))
+
+    async def engine_part() -> None:
+        if not engine_items:
+            return
+        ndjson = b"".join(json.dumps(part).encode() + b"\n" for _, head, body in engine_items
+                          for part in (head, body))
+        params = [(k, v) for k, v in request.query_params.multi_items() if k in MSEARCH_PARAMS]
+        resp = await ps.engine.send("POST", "/_msearch", params=params or None, content=ndjson)
+        data = resp.json()
+        if resp.status_code >= 400 or "responses" not in data:
+            err = data.get("error", {}) if isinstance(data, dict) else {}
+            item = error_body(resp.status_code, err.get("type", "engine_exception"), err.get("reason", str(data)))
+            for i, _, _ in engine_items:
+                responses[i] = item
+            return
+        for (i, _, _), item in zip(engine_items, data["responses"]):
+            responses[i] = item
+
+    async def service_part() -> None:
+        for (i, _), item in zip(service_jobs, await asyncio.gather(*(job for _, job in service_jobs))):
+            responses[i] = item
+
+    await asyncio.gather(engine_part(), service_part())
+    took = int((time.perf_counter() - started) * 1000)
+    return _json_answer({"took": took, "responses": responses}, url_opts)
 
 
 async def bulk_endpoint(request: Request) -> Response:

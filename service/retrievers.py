@@ -13,13 +13,15 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipelines.engine.dialect import Dialect, sparse_query
 from pipelines.ingest.documents import CHUNKS_FIELD, SPARSE_FIELD, VECTOR_FIELD
 from service import fusion
+from service.fusion import Normalizer
 from service.engine_proxy import AsyncEngine
 from service.errors import SearchError, bad_request
 
@@ -44,6 +46,17 @@ class SearchContext:
     query_texts: list[str] = field(default_factory=list)
     text_queries: list[dict] = field(default_factory=list)
     rerank_lift: float | None = None  # 1.0 when the reranker changed the top hit
+    params: dict[str, str] = field(default_factory=dict)  # URL params of every engine search (routing...)
+    search_timeout: str | None = None  # the request's ``timeout``, passed to every leaf search
+    timed_out: bool = False  # a leaf search answered ``timed_out: true``
+    lexical: list[dict] = field(default_factory=list)  # filtered queries of standard/sparse leaves
+
+    async def search(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One ``_search`` on the context's index with the request's URL params."""
+        resp = await self.engine.json("POST", f"/{self.index}/_search", body, params=self.params or None,
+                                      timeout_s=self.timeout_s)
+        self.timed_out |= bool(resp.get("timed_out"))
+        return resp
 
     def record(self, name: str, started: float, ranked: Ranked) -> None:
         self.stages.append({"stage": name, "took_ms": round((time.perf_counter() - started) * 1000, 2),
@@ -61,39 +74,192 @@ def _one_key(spec: Any, what: str) -> tuple[str, dict]:
     return kind, body
 
 
+# --- request models: every retriever body is validated before any work is done --------------
+# Unknown keys are refused (never silently ignored); numbers given as strings are coerced as
+# Elasticsearch's parser does ("10" -> 10), anything else of the wrong type is a 400.
+
+Query = dict[str, Any]
+Filter = Query | list[Query]
+MAX_WINDOW = 10_000  # the engine's index.max_result_window
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class TextEmbedding(_Strict):
+    model_text: str
+    model_id: str | None = None
+
+
+class VectorBuilder(_Strict):
+    text_embedding: TextEmbedding
+
+
+class StandardRetriever(_Strict):
+    query: Query = Field(default_factory=lambda: {"match_all": {}})
+    filter: Filter | None = None
+    min_score: float | None = None
+
+
+class KnnRetriever(_Strict):
+    field: str
+    query_vector: list[float] | None = None
+    query_vector_builder: VectorBuilder | None = None
+    k: int | None = Field(None, ge=1, le=MAX_WINDOW)
+    num_candidates: int | None = Field(None, ge=1, le=MAX_WINDOW)
+    filter: Filter | None = None
+    similarity: float | None = None
+
+    @model_validator(mode="after")
+    def _one_vector(self) -> KnnRetriever:
+        if (self.query_vector is None) == (self.query_vector_builder is None):
+            raise ValueError("[knn] requires exactly one of [query_vector, query_vector_builder]")
+        if self.k is not None and self.num_candidates is not None and self.num_candidates < self.k:
+            raise ValueError("[num_candidates] cannot be less than [k]")
+        return self
+
+
+class SparseRetriever(_Strict):
+    field: str = SPARSE_FIELD
+    query: str | None = None
+    query_vector: dict[str, float] | None = None
+    inference_id: str | None = None
+    boost: float = 1.0
+    filter: Filter | None = None
+
+
+class WeightedRetriever(_Strict):
+    """An entry of ``rrf``/``linear``: a retriever, or ``{"retriever", "weight", "normalizer"}``."""
+
+    retriever: RetrieverSpec
+    weight: float = Field(1.0, ge=0)
+    normalizer: Normalizer | None = None
+
+
+def _wrap_entries(entries: Any) -> Any:
+    if isinstance(entries, list):
+        return [e if isinstance(e, dict) and "retriever" in e else {"retriever": e} for e in entries]
+    return entries
+
+
+class RRFRetriever(_Strict):
+    retrievers: Annotated[list[WeightedRetriever], BeforeValidator(_wrap_entries), Field(min_length=1)]
+    rank_window_size: int | None = Field(None, ge=1, le=MAX_WINDOW)
+    rank_constant: int = Field(60, ge=1)
+
+
+class LinearRetriever(_Strict):
+    retrievers: Annotated[list[WeightedRetriever], BeforeValidator(_wrap_entries), Field(min_length=1)]
+    rank_window_size: int | None = Field(None, ge=1, le=MAX_WINDOW)
+    normalizer: Normalizer = "none"
+
+
+class RerankerRetriever(_Strict):
+    retriever: RetrieverSpec
+    field: str
+    inference_text: str
+    inference_id: str | None = None
+    rank_window_size: int = Field(10, ge=1, le=MAX_WINDOW)
+    min_score: float | None = None
+
+
+class RetrieverSpec(_Strict):
+    """Exactly one retriever, keyed by its kind."""
+
+    standard: StandardRetriever | None = None
+    knn: KnnRetriever | None = None
+    sparse: SparseRetriever | None = None
+    rrf: RRFRetriever | None = None
+    linear: LinearRetriever | None = None
+    text_similarity_reranker: RerankerRetriever | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_kind(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or len(data) != 1:
+            raise ValueError("must be an object with exactly one retriever")
+        ((kind, body),) = data.items()
+        if kind not in LEAVES + COMPOUNDS:
+            raise ValueError(f"unknown retriever [{kind}]; supported: {', '.join(LEAVES + COMPOUNDS)}")
+        if not isinstance(body, dict):
+            raise ValueError(f"[{kind}] retriever must be an object")
+        return data
+
+
+class HybridQuery(_Strict):
+    """The ``{"query": {"hybrid": {...}}}`` shorthand (see :func:`expand_hybrid`)."""
+
+    query: str
+    fields: list[str] | None = None
+    sparse: bool | None = None
+    rerank: bool | None = None
+    rank_window_size: int | None = Field(None, ge=1, le=MAX_WINDOW)
+    rank_constant: int | None = Field(None, ge=1)
+    fusion: Literal["rrf", "linear"] | None = None
+    weights: dict[Literal["bm25", "knn", "sparse"], Annotated[float, Field(ge=0)]] | None = None
+    normalizer: Normalizer | None = None
+    filter: Filter | None = None
+
+    @field_validator("query")
+    @classmethod
+    def _not_blank(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("[hybrid] requires a non-empty [query] string")
+        return text
+
+
+def parse_error(exc: ValidationError, root: str) -> SearchError:
+    """A pydantic error as Elasticsearch's ``x_content_parse_exception`` naming the key path.
+
+    A value that fits none of a field's allowed types gives one error per type; they
+    share the field's path, which is what the client needs to see.
+    """
+    errors = exc.errors()
+    err = errors[0]
+    loc = [str(p) for p in err["loc"]]
+    if len(errors) > 1:
+        common = loc
+        for other in errors[1:]:
+            other_loc = [str(p) for p in other["loc"]]
+            n = next((i for i, (a, b) in enumerate(zip(common, other_loc)) if a != b), min(len(common), len(other_loc)))
+            common = common[:n]
+        if common != loc:
+            path = ".".join([root, *common])
+            return SearchError(400, "x_content_parse_exception",
+                               f"[{path}] failed to parse: value of an unexpected type or shape")
+    path = ".".join([root, *loc])
+    if err["type"] == "extra_forbidden":
+        reason = f"[{path}] unknown field [{loc[-1] if loc else root}]"
+    elif err["type"] == "missing":
+        reason = f"[{path}] failed to parse: required field [{loc[-1] if loc else root}] is missing"
+    else:
+        msg = err["msg"].removeprefix("Value error, ")
+        reason = f"[{path}] failed to parse: {msg}" + ("" if err["type"] == "value_error"
+                                                        else f" (got {err.get('input')!r:.80})")
+    return SearchError(400, "x_content_parse_exception", reason)
+
+
+def parse(spec: Any, path: str = "retriever") -> dict:
+    """The retriever tree validated, as a plain dict with every default filled in."""
+    try:
+        model = RetrieverSpec.model_validate(spec)
+    except ValidationError as exc:
+        raise parse_error(exc, path) from None
+    return model.model_dump(exclude_none=True)
+
+
 def validate(spec: Any, path: str = "retriever") -> None:
-    """Check the whole tree before any work is done (unknown retriever -> 400)."""
-    kind, body = _one_key(spec, path)
-    if kind not in LEAVES + COMPOUNDS:
-        raise SearchError(400, "x_content_parse_exception",
-                          f"[1:1] unknown retriever [{kind}]; supported: {', '.join(LEAVES + COMPOUNDS)}")
-    if kind == "knn":
-        if "field" not in body:
-            raise bad_request("[knn] requires [field]", "illegal_argument_exception")
-        if ("query_vector" in body) == ("query_vector_builder" in body):
-            raise bad_request("[knn] requires exactly one of [query_vector, query_vector_builder]",
-                              "illegal_argument_exception")
-    if kind in ("rrf", "linear"):
-        subs = body.get("retrievers")
-        if not isinstance(subs, list) or not subs:
-            raise bad_request(f"[{kind}] requires a non-empty [retrievers] list", "illegal_argument_exception")
-        for i, sub in enumerate(subs):
-            validate(_unwrap(sub)[0], f"{path}.{kind}.retrievers[{i}]")
-        if kind == "linear":
-            for sub in subs:
-                norm = _unwrap(sub)[2] or body.get("normalizer", "none")
-                if norm not in fusion.NORMALIZERS:
-                    raise bad_request(f"[linear] unknown normalizer [{norm}]", "illegal_argument_exception")
-    if kind == "text_similarity_reranker":
-        if "retriever" not in body or "field" not in body or "inference_text" not in body:
-            raise bad_request("[text_similarity_reranker] requires [retriever], [field] and [inference_text]",
-                              "illegal_argument_exception")
-        validate(body["retriever"], f"{path}.text_similarity_reranker.retriever")
+    """Check the whole tree before any work is done (unknown retriever or field, bad value -> 400)."""
+    parse(spec, path)
+
+for _model in (WeightedRetriever, RRFRetriever, LinearRetriever, RerankerRetriever, RetrieverSpec):
+    _model.model_rebuild()
 
 
 def _unwrap(sub: dict) -> tuple[dict, float, str | None]:
     """rrf/linear entries are a retriever, or ``{"retriever": ..., "weight": w, "normalizer": n}``."""
-    if isinstance(sub, dict) and "retriever" in sub:
+    if "retriever" in sub:
         return sub["retriever"], float(sub.get("weight", 1.0)), sub.get("normalizer")
     return sub, 1.0, None
 
@@ -157,43 +323,42 @@ async def _search_ids(ctx: SearchContext, query: dict, size: int, min_score: flo
     body: dict[str, Any] = {"query": query, "size": size, "_source": False, "track_total_hits": False}
     if min_score is not None:
         body["min_score"] = min_score
-    resp = await ctx.engine.json("POST", f"/{ctx.index}/_search", body, timeout_s=ctx.timeout_s)
-    return _hits_to_ranked(resp)
+    if ctx.search_timeout is not None:
+        body["timeout"] = ctx.search_timeout
+    return _hits_to_ranked(await ctx.search(body))
 
 
 async def run(spec: dict, ctx: SearchContext, window: int, name: str | None = None) -> Ranked:
-    """Execute one retriever (sub)tree, returning up to ``window`` ranked ids."""
+    """Execute one retriever (sub)tree (validated by :func:`parse`), returning up to ``window`` ranked ids."""
     kind, body = _one_key(spec, "retriever")
     started = time.perf_counter()
     if kind == "standard":
         query = body.get("query", {"match_all": {}})
         _collect_text(query, ctx)
-        ranked = await _search_ids(ctx, _filtered(await rewrite_sparse(query, ctx), ctx, body.get("filter")),
-                                   window, body.get("min_score"))
+        filtered = _filtered(await rewrite_sparse(query, ctx), ctx, body.get("filter"))
+        ctx.lexical.append(filtered)
+        ranked = await _search_ids(ctx, filtered, window, body.get("min_score"))
         ctx.record(name or ("sparse" if "sparse_vector" in str(query) else "bm25"), started, ranked)
         return ranked
     if kind == "sparse":
-        sv = {"field": body.get("field", "sparse"), **{k: v for k, v in body.items() if k != "field"}}
-        query = await rewrite_sparse({"sparse_vector": sv}, ctx)
-        ranked = await _search_ids(ctx, _filtered(query, ctx, body.get("filter")), window)
+        sv = {"field": body.get("field", SPARSE_FIELD), **{k: v for k, v in body.items() if k not in ("field", "filter")}}
+        query = _filtered(await rewrite_sparse({"sparse_vector": sv}, ctx), ctx, body.get("filter"))
+        ctx.lexical.append(query)
+        ranked = await _search_ids(ctx, query, window)
         ctx.record(name or "sparse", started, ranked)
         return ranked
     if kind == "knn":
         if "query_vector" in body:
             vector = body["query_vector"]
-            if not isinstance(vector, list) or not all(isinstance(v, (int, float)) for v in vector):
-                raise bad_request("[knn] [query_vector] must be an array of numbers")
         else:
-            builder = body["query_vector_builder"].get("text_embedding", {})
-            text = builder.get("model_text")
-            if not isinstance(text, str):
-                raise bad_request("[query_vector_builder] requires [text_embedding.model_text]")
+            builder = body["query_vector_builder"]["text_embedding"]
+            text = builder["model_text"]
             ctx.query_texts.append(text)
             dense, _ = await asyncio.to_thread(ctx.encode_query, text, builder.get("model_id"))
             vector = dense.tolist()
         k = int(body.get("k", window))
-        filters = list(ctx.filters) + ([body["filter"]] if isinstance(body.get("filter"), dict)
-                                       else list(body.get("filter") or []))
+        leaf_filter = body.get("filter") or []
+        filters = list(ctx.filters) + (leaf_filter if isinstance(leaf_filter, list) else [leaf_filter])
         num_candidates = int(body.get("num_candidates", max(k, 100)))
         flt = {"bool": {"filter": filters}} if filters else None
         if body["field"] == VECTOR_FIELD:  # long products: the best of their chunk vectors counts
@@ -241,9 +406,7 @@ async def run(spec: dict, ctx: SearchContext, window: int, name: str | None = No
 async def fetch_texts(ctx: SearchContext, ids: list[str], field_name: str) -> dict[str, str]:
     """``field_name`` plus category and description (for context) of each id, for the reranker."""
     fields = list(dict.fromkeys([field_name, "category", "description"]))
-    resp = await ctx.engine.json("POST", f"/{ctx.index}/_search",
-                                 {"query": {"ids": {"values": ids}}, "size": len(ids), "_source": fields},
-                                 timeout_s=ctx.timeout_s)
+    resp = await ctx.search({"query": {"ids": {"values": ids}}, "size": len(ids), "_source": fields})
     out = {}
     for hit in resp["hits"]["hits"]:
         src = hit.get("_source", {})
@@ -259,9 +422,11 @@ def expand_hybrid(spec: dict, defaults: dict[str, Any]) -> dict:
     -> BM25 + kNN (+ sparse) -> RRF/linear (-> reranker); unspecified keys come from settings
     (fitted on training queries: ``python -m bench.tune_fusion``).  A leaf weighted 0 is not run.
     """
-    text = spec.get("query")
-    if not isinstance(text, str) or not text.strip():
-        raise bad_request("[hybrid] requires a non-empty [query] string")
+    try:
+        spec = HybridQuery.model_validate(spec).model_dump(exclude_none=True)
+    except ValidationError as exc:
+        raise parse_error(exc, "query.hybrid") from None
+    text = spec["query"]
     window = int(spec.get("rank_window_size", defaults["rank_window_size"]))
     weights = {**defaults.get("weights", {}), **(spec.get("weights") or {})}
     leaves: dict[str, dict] = {
@@ -283,11 +448,9 @@ def expand_hybrid(spec: dict, defaults: dict[str, Any]) -> dict:
             raise bad_request(f"[hybrid] unknown normalizer [{norm}]", "illegal_argument_exception")
         tree: dict = {"linear": {"retrievers": [{"retriever": s, "weight": w, "normalizer": norm} for s, w in subs],
                                  "rank_window_size": window}}
-    elif fusion_kind == "rrf":
+    else:
         tree = {"rrf": {"retrievers": [{"retriever": s, "weight": w} for s, w in subs], "rank_window_size": window,
                         "rank_constant": int(spec.get("rank_constant", defaults["rank_constant"]))}}
-    else:
-        raise bad_request(f"[hybrid] unknown fusion [{fusion_kind}]; use rrf or linear", "illegal_argument_exception")
     if spec.get("rerank", defaults["rerank"]):
         tree = {"text_similarity_reranker": {"retriever": tree, "field": defaults["rerank_field"],
                                              "inference_text": text,
