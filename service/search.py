@@ -230,6 +230,8 @@ async def execute(body: dict[str, Any], ctx: SearchContext, defaults: dict[str, 
                 hit["_score"] = None
         if req.explain:
             hit["_explanation"] = explain(hit["_id"], hit["_score"] or 0.0, ctx)
+    if _no_stored_fields(req):
+        hits = [{k: v for k, v in h.items() if k not in ("_id", "_source")} for h in hits]
     max_score = max((s for _, s in selected), default=None) if scored else None
     hits_out: dict[str, Any] = {}
     if total is not None:
@@ -325,7 +327,7 @@ async def _fetch_page(ctx: SearchContext, req: SearchRequest, page: list[tuple[s
         fetch["_source"] = {"excludes": list(VECTOR_FIELDS)}
     for key in ("fields", "stored_fields", "docvalue_fields", "version", "seq_no_primary_term"):
         value = getattr(req, key)
-        if value is not None:
+        if value is not None and not (key == "stored_fields" and _no_stored_fields(req)):
             fetch[key] = value
     if req.highlight is not None:
         highlight = copy.deepcopy(req.highlight)
@@ -346,6 +348,15 @@ async def _fetch_page(ctx: SearchContext, req: SearchRequest, page: list[tuple[s
         hit["_score"] = score
         hits.append(hit)
     return hits
+
+
+def _no_stored_fields(req: SearchRequest) -> bool:
+    """``stored_fields: _none_``: hits without ``_id`` (ids are still fetched, then dropped)."""
+    if req.stored_fields not in ("_none_", ["_none_"]):
+        return False
+    if req.source not in (None, False):
+        raise bad_request("[stored_fields] cannot be disabled if [_source] is requested", "illegal_argument_exception")
+    return True
 
 
 async def _aggregations(ctx: SearchContext, aggs: dict, req: SearchRequest, ranked: list[tuple[str, float]],
