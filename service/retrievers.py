@@ -52,17 +52,42 @@ class SearchContext:
     lexical: list[dict] = field(default_factory=list)  # filtered queries of standard/sparse leaves
 
     async def search(self, body: dict[str, Any]) -> dict[str, Any]:
-        """One ``_search`` on the context's index with the request's URL params."""
-        resp = await self.engine.json("POST", f"/{self.index}/_search", body, params=self.params or None,
+        """One ``_search`` on the context's index with the request's URL params; errors as :func:`engine_error`."""
+        resp = await self.engine.send("POST", f"/{self.index}/_search", json_body=body, params=self.params or None,
                                       timeout_s=self.timeout_s)
-        self.timed_out |= bool(resp.get("timed_out"))
-        return resp
+        try:
+            data = resp.json() if resp.content else {}
+        except ValueError:
+            data = {"error": resp.text[:500]}
+        if resp.status_code >= 400:
+            raise engine_error(resp.status_code, data)
+        self.timed_out |= bool(data.get("timed_out"))
+        return data
 
     def record(self, name: str, started: float, ranked: Ranked) -> None:
         self.stages.append({"stage": name, "took_ms": round((time.perf_counter() - started) * 1000, 2),
                             "hits": len(ranked)})
         key = name if name not in self.components else f"{name}#{len(self.stages)}"
         self.components[key] = {d: (r, s) for r, (d, s) in enumerate(ranked, 1)}
+
+
+# shard-level failures that are the request's fault: the engine may wrap them in a 500
+# ``search_phase_execution_exception``; Elasticsearch answers them with a 400
+CLIENT_ERROR_TYPES = frozenset({"illegal_argument_exception", "parsing_exception", "query_shard_exception",
+                                "number_format_exception", "x_content_parse_exception", "search_exception",
+                                "mapper_parsing_exception", "search_context_exception"})
+
+
+def engine_error(status: int, data: Any) -> SearchError:
+    """The engine's error answer as a :class:`SearchError`; a 500 caused by the request becomes a 400."""
+    err = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(err, dict):
+        return SearchError(status, "engine_exception", str(err if err is not None else data)[:500])
+    causes = err.get("root_cause") or [{}]
+    cause = causes[0] if isinstance(causes[0], dict) else {}
+    if status >= 500 and cause.get("type") in CLIENT_ERROR_TYPES:
+        return SearchError(400, cause["type"], str(cause.get("reason", "")))
+    return SearchError(status, str(err.get("type", "engine_exception")), str(err.get("reason", ""))[:2000])
 
 
 def _one_key(spec: Any, what: str) -> tuple[str, dict]:

@@ -45,7 +45,7 @@ HIDE_VECTORS = {"excludes": ["embedding", "chunks", "sparse"]}
 
 
 @pytest.fixture(scope="module")
-def catalog(engine, encoder) -> str:
+def catalog(engine, encoder):
     """The products embedded here and written straight to the engine (no queue involved)."""
     from pipelines.ingest.documents import engine_source, validate
 
@@ -57,11 +57,12 @@ def catalog(engine, encoder) -> str:
                                  encoder.model_id, False)) for i, p in enumerate(products)]
     items = engine.bulk_index(index, docs, refresh=True)
     assert all(item.ok for item in items), items
-    return index
+    yield index
+    engine.delete_index(index)
 
 
 @pytest.fixture(scope="module")
-def svc(settings, engine) -> str:
+def svc(settings, engine):
     """A query service of its own (the session one needs the worker; searches do not)."""
     from service.runner import serve_in_thread
 
@@ -302,6 +303,7 @@ MALFORMED = [
     ({"query": {"hybrid": {"query": "chair"}}, "rescore": {}}, "rescore"),
     ({"query": {"hybrid": {"query": "chair"}, "match": {"title": "x"}}}, "hybrid"),
     ({"retriever": {"knn": KNN}, "query": {"match_all": {}}}, "retriever"),
+    ({"query": {"hybrid": {"query": "chair"}}, "stored_fields": "_none_", "_source": ["title"]}, "stored_fields"),
 ]
 
 
@@ -311,12 +313,22 @@ def test_malformed_values_are_400_naming_the_key(catalog, svc, body, names):
     assert err["type"] in ("x_content_parse_exception", "illegal_argument_exception", "parsing_exception")
 
 
+@pytest.mark.parametrize("query", [{"range": {"price": {"gte": "not a number"}}}, {"no_such_query": {}},
+                                   {"match": {"title": {"query": "x", "bogus": 1}}}, {"term": "x"}])
+def test_query_dsl_errors_are_the_engines(catalog, svc, eng, query):
+    direct = post(eng, f"/{catalog}/_search", {"query": query})
+    served = post(svc, f"/{catalog}/_search", standard(query))
+    assert direct.status_code == 400
+    assert assert_es_error(served, 400)["type"] == direct.json()["error"]["type"]
+
+
 @pytest.mark.parametrize("params,names", [
     ({"size": "x"}, "size"), ({"from": "-1"}, "from"), ({"track_total_hits": "lots"}, "track_total_hits"),
     ({"_source": "maybe", "_source_includes": "1"}, None), ({"explain": "perhaps"}, "explain"),
     ({"typed_keys": "2"}, "typed_keys"), ({"scroll": "1m"}, "scroll"), ({"q": "chair"}, "q"),
     ({"terminate_after": "1"}, "terminate_after"), ({"no_such_param": "1"}, "no_such_param"),
     ({"rest_total_hits_as_int": "true", "track_total_hits": "5"}, "rest_total_hits_as_int"),
+    ({"timeout": "soon"}, "timeout"),
 ])
 def test_bad_url_params_are_400_naming_them(catalog, svc, params, names):
     resp = post(svc, f"/{catalog}/_search", {"query": {"hybrid": {"query": "chair"}}}, params)
