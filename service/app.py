@@ -251,8 +251,8 @@ async def _service_item(ps: Polyseek, index: str, head: dict, body: dict,
                   if k in MSEARCH_HEADER_PARAMS}
         opts = search_mod.SearchOptions(total_as_int=url_opts.total_as_int, typed_keys=url_opts.typed_keys,
                                         engine_params={**url_opts.engine_params, **params})
-        if opts.total_as_int and body.get("track_total_hits") is None:
-            body = {**body, "track_total_hits": True}
+        if opts.total_as_int:
+            body = search_mod.total_as_int_body(body)
         ctx, defaults = await ps.context(index)
         resp, record = await search_mod.execute(body, ctx, defaults, opts)
         ps.log_query(index, record, 200)

@@ -473,18 +473,22 @@ def apply_url_params(body: dict[str, Any], params: QueryParams, path: str) -> tu
             raise bad_request(f"request [{path}] contains unsupported parameter: [{name}] (not supported for "
                               "searches with retrievers or hybrid queries)", "illegal_argument_exception")
     if fetch_source is not None or source_includes is not None or source_excludes is not None:
-        if fetch_source is False and source_includes is None and source_excludes is None:
+        if fetch_source is False:
             body["_source"] = False
         else:
             body["_source"] = {"includes": source_includes or [], "excludes": source_excludes or []}
-    if opts.total_as_int:
-        track = body.get("track_total_hits")
-        if track is None:
-            body["track_total_hits"] = True
-        elif track is not True and track is not False:
-            raise bad_request(f"[rest_total_hits_as_int] cannot be used if the tracking of total hits is not "
-                              f"accurate, got {track}", "illegal_argument_exception")
-    return body, opts
+    return (total_as_int_body(body) if opts.total_as_int else body), opts
+
+
+def total_as_int_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The body under ``rest_total_hits_as_int``: totals tracked exactly unless disabled (as Elasticsearch)."""
+    track = body.get("track_total_hits")
+    if track is None:
+        return {**body, "track_total_hits": True}
+    if track is not True and track is not False and track != -1:
+        raise bad_request(f"[rest_total_hits_as_int] cannot be used if the tracking of total hits is not "
+                          f"accurate, got {track}", "illegal_argument_exception")
+    return body
 
 
 # --- filter_path --------------------------------------------------------------------------------

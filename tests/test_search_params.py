@@ -125,7 +125,8 @@ BM25_ONLY = {"query": "office chair", "fields": FIELDS, "weights": {"knn": 0, "s
 URL_CASES = [
     {}, {"size": "3"}, {"from": "2", "size": "2"}, {"from": "500"}, {"_source": "false"}, {"_source": "title,price"},
     {"_source_includes": "title"}, {"_source_excludes": "description,embedding,chunks,sparse,model"},
-    {"_source": "true", "_source_includes": "brand"}, {"track_total_hits": "false"}, {"track_total_hits": "2"},
+    {"_source": "true", "_source_includes": "brand"}, {"_source": "false", "_source_includes": "brand"},
+    {"_source": "title", "_source_excludes": "title"}, {"track_total_hits": "false"}, {"track_total_hits": "2"},
     {"track_total_hits": "true"}, {"rest_total_hits_as_int": "true"}, {"version": "true"},
     {"seq_no_primary_term": "true"}, {"timeout": "30s"}, {"sort": "price:asc"}, {"stored_fields": "_none_", "_source": "false"},
     {"filter_path": "hits.hits._id,hits.total"},
@@ -437,3 +438,27 @@ def test_fuzz_bodies_never_5xx(catalog, svc):
         check()
     finally:
         client.close()
+
+
+def test_msearch_without_index_searches_the_allow_list(settings, catalog, eng):
+    from service.runner import serve_in_thread
+
+    other = f"{catalog}-other"
+    httpx.put(f"{eng}/{other}/_doc/x?refresh=true", json={"title": "office chair elsewhere"})
+    url, stop = serve_in_thread(settings.model_copy(update={"index_allow_list": [catalog]}))
+    try:
+        items = [{}, {"query": {"match": {"title": "chair"}}, "size": 20},
+                 {}, {"query": {"hybrid": {"query": "chair"}}, "size": 20},
+                 {"index": other}, {"query": {"match_all": {}}}]
+        responses = msearch(url, "/_msearch", items, {"rest_total_hits_as_int": "true"}).json()["responses"]
+        assert [r["status"] for r in responses] == [200, 200, 403]
+        for resp in responses[:2]:
+            assert resp["hits"]["hits"] and {h["_index"] for h in resp["hits"]["hits"]} == {catalog}
+            assert isinstance(resp["hits"]["total"], int)
+        assert responses[2]["error"]["root_cause"][0]["type"] == "security_exception"
+        bad = msearch(url, "/_msearch", [{}, {"query": {"hybrid": {"query": "chair"}}, "track_total_hits": 5}],
+                      {"rest_total_hits_as_int": "true"}).json()["responses"][0]
+        assert bad["status"] == 400 and "rest_total_hits_as_int" in bad["error"]["reason"]
+    finally:
+        stop()
+        httpx.delete(f"{eng}/{other}")
