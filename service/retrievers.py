@@ -366,7 +366,8 @@ async def run(spec: dict, ctx: SearchContext, window: int, name: str | None = No
         ctx.record(name or ("sparse" if "sparse_vector" in str(query) else "bm25"), started, ranked)
         return ranked
     if kind == "sparse":
-        sv = {"field": body.get("field", SPARSE_FIELD), **{k: v for k, v in body.items() if k not in ("field", "filter")}}
+        sv = {"field": body.get("field", SPARSE_FIELD),
+              **{k: v for k, v in body.items() if k not in ("field", "filter")}}
         query = _filtered(await rewrite_sparse({"sparse_vector": sv}, ctx), ctx, body.get("filter"))
         ctx.lexical.append(query)
         ranked = await _search_ids(ctx, query, window)

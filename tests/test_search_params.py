@@ -128,7 +128,8 @@ URL_CASES = [
     {"_source": "true", "_source_includes": "brand"}, {"_source": "false", "_source_includes": "brand"},
     {"_source": "title", "_source_excludes": "title"}, {"track_total_hits": "false"}, {"track_total_hits": "2"},
     {"track_total_hits": "true"}, {"rest_total_hits_as_int": "true"}, {"version": "true"},
-    {"seq_no_primary_term": "true"}, {"timeout": "30s"}, {"sort": "price:asc"}, {"stored_fields": "_none_", "_source": "false"},
+    {"seq_no_primary_term": "true"}, {"timeout": "30s"}, {"sort": "price:asc"},
+    {"stored_fields": "_none_", "_source": "false"},
     {"filter_path": "hits.hits._id,hits.total"},
 ]
 
@@ -348,7 +349,8 @@ def msearch(url: str, path: str, items: list[dict], params: Any = None) -> httpx
 
 
 def test_msearch_engine_items_match_the_engine(catalog, svc, eng):
-    items = [{"index": catalog}, {"query": MATCH, "_source": False, "aggs": {"c": {"terms": {"field": "category.raw"}}}},
+    items = [{"index": catalog},
+             {"query": MATCH, "_source": False, "aggs": {"c": {"terms": {"field": "category.raw"}}}},
              {}, {"query": {"ids": {"values": ["chair-1"]}}, "_source": ["title"]},
              {"index": catalog}, {"query": {"match": {"title": "hose"}}, "size": 1}]
     params = {"typed_keys": "true", "rest_total_hits_as_int": "true"}
@@ -387,7 +389,8 @@ def test_msearch_malformed_body_is_a_400(catalog, svc):
 
 # --- fuzz: no 5xx, every 4xx in Elasticsearch's shape ------------------------------------------
 
-_scalars = st.one_of(st.none(), st.booleans(), st.integers(-3, 20_000), st.floats(allow_nan=False, allow_infinity=False, width=32),
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-3, 20_000),
+                     st.floats(allow_nan=False, allow_infinity=False, width=32),
                      st.sampled_from(["", "x", "10", "1s", "chair", "embedding", "title", "-1", "true"]))
 _json = st.recursive(_scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(["a", "query", "field", "k", "x"]), inner,
@@ -404,7 +407,8 @@ _tree = st.one_of(_leaf, st.builds(lambda subs, w, c: {"rrf": {"retrievers": sub
                                    st.lists(_leaf, max_size=3), st.one_of(st.integers(-1, 50), _scalars),
                                    st.one_of(st.integers(0, 80), _scalars)),
                   st.builds(lambda subs, n: {"linear": {"retrievers": subs, "normalizer": n}},
-                            st.lists(st.builds(lambda r, w: {"retriever": r, "weight": w}, _leaf, _scalars), max_size=2),
+                            st.lists(st.builds(lambda r, w: {"retriever": r, "weight": w}, _leaf, _scalars),
+                                     max_size=2),
                             st.sampled_from(["none", "minmax", "zscore", "bad", 3])))
 _hybrid = st.fixed_dictionaries({"query": st.one_of(st.just("office chair"), _scalars)}, optional={
     "fields": st.one_of(st.just(["title"]), _json), "rank_window_size": st.one_of(st.integers(-1, 50), _scalars),
