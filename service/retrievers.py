@@ -51,10 +51,11 @@ class SearchContext:
     timed_out: bool = False  # a leaf search answered ``timed_out: true``
     lexical: list[dict] = field(default_factory=list)  # filtered queries of standard/sparse leaves
 
-    async def search(self, body: dict[str, Any]) -> dict[str, Any]:
-        """One ``_search`` on the context's index with the request's URL params; errors as :func:`engine_error`."""
-        resp = await self.engine.send("POST", f"/{self.index}/_search", json_body=body, params=self.params or None,
-                                      timeout_s=self.timeout_s)
+    async def search(self, body: dict[str, Any], **params: str) -> dict[str, Any]:
+        """One ``_search`` on the context's index with the request's URL params (and ``params``);
+        errors as :func:`engine_error`."""
+        resp = await self.engine.send("POST", f"/{self.index}/_search", json_body=body,
+                                      params={**self.params, **params} or None, timeout_s=self.timeout_s)
         try:
             data = resp.json() if resp.content else {}
         except ValueError:

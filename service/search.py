@@ -370,12 +370,7 @@ async def _aggregations(ctx: SearchContext, aggs: dict, req: SearchRequest, rank
     query = fused if req.min_score is not None or not ctx.lexical else {
         "bool": {"should": [*ctx.lexical, fused], "minimum_should_match": 1}}
     body = {"size": 0, "query": query, "aggs": aggs, "track_total_hits": False}
-    saved = ctx.params
-    ctx.params = {**saved, "typed_keys": "true"} if typed_keys else saved
-    try:
-        resp = await ctx.search(body)
-    finally:
-        ctx.params = saved
+    resp = await ctx.search(body, **({"typed_keys": "true"} if typed_keys else {}))
     return resp.get("aggregations", {})
 
 
