@@ -50,6 +50,7 @@ class SearchContext:
     search_timeout: str | None = None  # the request's ``timeout``, passed to every leaf search
     timed_out: bool = False  # a leaf search answered ``timed_out: true``
     lexical: list[dict] = field(default_factory=list)  # filtered queries of standard/sparse leaves
+    score_cut: bool = False  # a retriever dropped documents by score (min_score): count the fused list
 
     async def search(self, body: dict[str, Any], **params: str) -> dict[str, Any]:
         """One ``_search`` on the context's index with the request's URL params (and ``params``);
@@ -363,6 +364,7 @@ async def run(spec: dict, ctx: SearchContext, window: int, name: str | None = No
         _collect_text(query, ctx)
         filtered = _filtered(await rewrite_sparse(query, ctx), ctx, body.get("filter"))
         ctx.lexical.append(filtered)
+        ctx.score_cut |= body.get("min_score") is not None
         ranked = await _search_ids(ctx, filtered, window, body.get("min_score"))
         ctx.record(name or ("sparse" if "sparse_vector" in str(query) else "bm25"), started, ranked)
         return ranked
@@ -420,6 +422,7 @@ async def run(spec: dict, ctx: SearchContext, window: int, name: str | None = No
         reranked = sorted(zip([d for d, _ in head], scores.tolist()), key=lambda kv: -kv[1])
         ctx.rerank_lift = float(reranked[0][0] != head[0][0])
         min_score = body.get("min_score")
+        ctx.score_cut |= min_score is not None
         if min_score is not None:
             reranked = [(d, s) for d, s in reranked if s >= float(min_score)]
         # documents beyond the window keep their order, below every reranked one

@@ -290,8 +290,8 @@ async def total_hits(ctx: SearchContext, req: SearchRequest,
     vector search matches every document, and Elasticsearch counts only what the
     query part matches.  Two cases have no such count and use the fused list instead:
     a tree without a lexical leaf (kNN only: the kNN hits found, as the engine
-    reports for a kNN search) and a request with ``min_score`` (the fused hits at or
-    above it: fused scores exist only for the fused list).
+    reports for a kNN search) and a request or retriever with ``min_score`` (the fused
+    hits kept: scores exist only for the fused list).
 
     ``track_total_hits``: absent counts up to 10,000 (then ``relation: gte``), ``true``
     counts exactly, an integer counts up to it, ``false`` (or -1) leaves ``hits.total`` out.
@@ -299,7 +299,7 @@ async def total_hits(ctx: SearchContext, req: SearchRequest,
     track = req.track_total_hits
     if track is False:
         return None
-    if req.min_score is not None or not ctx.lexical:
+    if req.min_score is not None or ctx.score_cut or not ctx.lexical:
         limit = 10_000 if track is None else (None if track is True else int(track))
         if limit is not None and len(selected) > limit:
             return {"value": limit, "relation": "gte"}
@@ -367,7 +367,7 @@ async def _aggregations(ctx: SearchContext, aggs: dict, req: SearchRequest, rank
     lexical leaves match (the set :func:`total_hits` counts, with the kNN hits added).
     """
     fused: Query = {"bool": {"filter": [{"ids": {"values": [d for d, _ in ranked]}}, *ctx.filters]}}
-    query = fused if req.min_score is not None or not ctx.lexical else {
+    query = fused if req.min_score is not None or ctx.score_cut or not ctx.lexical else {
         "bool": {"should": [*ctx.lexical, fused], "minimum_should_match": 1}}
     body = {"size": 0, "query": query, "aggs": aggs, "track_total_hits": False}
     resp = await ctx.search(body, **({"typed_keys": "true"} if typed_keys else {}))

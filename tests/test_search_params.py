@@ -234,6 +234,13 @@ def test_url_params_on_hybrid(catalog, svc):
     assert resp["timed_out"] is False and resp["hits"]["hits"]
 
 
+def test_leaf_min_score_matches_the_engine(catalog, svc, eng):
+    direct = post(eng, f"/{catalog}/_search", {"query": MATCH, "min_score": 1.0, "_source": False}).json()
+    served = post(svc, f"/{catalog}/_search", {"retriever": {"standard": {"query": MATCH, "min_score": 1.0}},
+                                               "_source": False}).json()
+    assert comparable(served) == comparable(direct)
+
+
 def test_min_score_applies_to_the_fused_score(catalog, svc):
     body = {"query": {"hybrid": {"query": "office chair"}}, "size": 20}
     fused = post(svc, f"/{catalog}/_search", body).json()["hits"]["hits"]
