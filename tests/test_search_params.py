@@ -239,6 +239,8 @@ def test_leaf_min_score_matches_the_engine(catalog, svc, eng):
     served = post(svc, f"/{catalog}/_search", {"retriever": {"standard": {"query": MATCH, "min_score": 1.0}},
                                                "_source": False}).json()
     assert comparable(served) == comparable(direct)
+    everything = post(eng, f"/{catalog}/_count", {"query": MATCH}).json()["count"]
+    assert 0 < direct["hits"]["total"]["value"] < everything  # the cut is real
 
 
 def test_min_score_applies_to_the_fused_score(catalog, svc):
