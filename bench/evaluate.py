@@ -114,8 +114,53 @@ def run_method(es, index: str, bench: Benchmark, method: Method, threads: int = 
     return run, 1000 * sum(lat) / max(len(lat), 1)
 
 
+def per_query_ndcg(bench: Benchmark, run: dict[str, dict[str, float]], k: int = 10) -> dict[str, float]:
+    """nDCG@k of every scored query (the query's own text removed from its results)."""
+    from ranx import Qrels, Run, evaluate
+
+    qrels = {q: d for q, d in bench.qrels.items() if d}
+    run = {q: ({d: s for d, s in run.get(q, {}).items() if d != bench.own_doc.get(q)} or {"__none__": 0.0})
+           for q in qrels}
+    values = evaluate(Qrels(qrels), Run(run), f"ndcg@{k}", return_mean=False, make_comparable=True)
+    return dict(zip(sorted(qrels), (float(v) for v in values)))  # ranx orders queries by id
+
+
+def bootstrap_ci(values: list[float], *, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the mean of ``values`` (queries resampled with replacement)."""
+    import numpy as np
+
+    if not values:
+        return float("nan"), float("nan")
+    arr = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = arr[rng.integers(0, len(arr), size=(resamples, len(arr)))].mean(axis=1)
+    return round(float(np.percentile(means, 2.5)), 4), round(float(np.percentile(means, 97.5)), 4)
+
+
+def own_language_share(bench: Benchmark, run: dict[str, dict[str, float]], k: int = 10) -> float | None:
+    """Language bias: the share of a query's top ``k`` in its own language, over the queries whose
+    relevant documents are all in other languages (the query's own text not counted).
+
+    An unbiased cross-lingual retriever puts ~0 there (every own-language hit is wrong);
+    ``None`` where the benchmark has no such query or a single document language.
+    """
+    if len({d["lang"] for d in bench.corpus.values()}) < 2:
+        return None
+    shares = []
+    for qid, (_, lang) in bench.queries.items():
+        rel = bench.qrels.get(qid, {})
+        if not rel or any(bench.doc_lang(d) == lang for d in rel):
+            continue
+        top = sorted(((s, d) for d, s in run.get(qid, {}).items() if d != bench.own_doc.get(qid)
+                      and d in bench.corpus), reverse=True)[:k]
+        if top:
+            shares.append(sum(bench.doc_lang(d) == lang for _, d in top) / len(top))
+    return round(sum(shares) / len(shares), 4) if shares else None
+
+
 def score(bench: Benchmark, run: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """Overall and per (query lang -> doc lang) metrics with ranx."""
+    """Overall and per (query lang -> doc lang) metrics with ranx, a bootstrap interval of nDCG@10
+    and the own-language share of the top 10."""
     from ranx import Qrels, Run, evaluate
 
     def ev(qrels: dict, rn: dict) -> dict[str, float]:
@@ -128,6 +173,8 @@ def score(bench: Benchmark, run: dict[str, dict[str, float]]) -> dict[str, Any]:
 
     run = {q: {d: s for d, s in hits.items() if d != bench.own_doc.get(q)} for q, hits in run.items()}
     out: dict[str, Any] = {"all": ev(bench.qrels, run), "pairs": {}}
+    out["ndcg@10_ci95"] = bootstrap_ci(list(per_query_ndcg(bench, run).values()))
+    out["own_lang_share@10"] = own_language_share(bench, run)
     qlangs = sorted({lang for _, lang in bench.queries.values()})
     dlangs = sorted({d["lang"] for d in bench.corpus.values()})
     for ql in qlangs:
@@ -142,11 +189,27 @@ def score(bench: Benchmark, run: dict[str, dict[str, float]]) -> dict[str, Any]:
     return out
 
 
+def paired_delta(bench: Benchmark, run: dict, reference: dict) -> dict[str, Any]:
+    """Mean nDCG@10 difference of ``run`` minus ``reference`` over the same queries, with its 95% interval."""
+    a, b = per_query_ndcg(bench, run), per_query_ndcg(bench, reference)
+    diffs = [a[q] - b[q] for q in a if q in b]
+    return {"delta": round(sum(diffs) / max(len(diffs), 1), 4), "ci95": bootstrap_ci(diffs)}
+
+
+def _fmt(value: float | None, width: int, digits: int = 3) -> str:
+    return f"{value:>{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
+
+
 def table(results: dict[str, dict[str, Any]], latency: dict[str, float]) -> str:
-    lines = [f"{'method':<18}" + "".join(f"{m:>12}" for m in METRICS) + f"{'ms/query':>10}"]
+    lines = [f"{'method':<18}" + "".join(f"{m:>12}" for m in METRICS) + f"{'ms/query':>10}"
+             + f"{'nDCG@10 95% CI':>18}{'vs knn (paired)':>26}{'own-lang@10':>13}"]
     for name, res in results.items():
+        lo, hi = res.get("ndcg@10_ci95", (float("nan"), float("nan")))
+        vs = res.get("vs_knn")
+        vs_text = f"{vs['delta']:+.3f} [{vs['ci95'][0]:+.3f},{vs['ci95'][1]:+.3f}]" if vs else "-"
         lines.append(f"{name:<18}" + "".join(f"{res['all'].get(m, float('nan')):>12.4f}" for m in METRICS)
-                     + f"{latency.get(name, float('nan')):>10.1f}")
+                     + f"{latency.get(name, float('nan')):>10.1f}" + f"{f'[{lo:.3f}, {hi:.3f}]':>18}"
+                     + f"{vs_text:>26}" + _fmt(res.get("own_lang_share@10"), 13))
     pairs = sorted({p for r in results.values() for p in r["pairs"]})
     lines.append("\nnDCG@10 per (query lang -> doc lang)")
     lines.append(f"{'method':<18}" + "".join(f"{p:>9}" for p in pairs))
@@ -185,13 +248,16 @@ def evaluate_benchmark(bench: Benchmark, es, index: str, *, fields: list[str], s
     """Every method on one ingested benchmark; writes JSON and PNG into ``out_dir``."""
     results: dict[str, dict[str, Any]] = {}
     latency: dict[str, float] = {}
+    runs: dict[str, dict] = {}
     t0 = time.perf_counter()
-    results["bm25 (rank-bm25)"] = score(bench, bm25_reference(bench))
+    runs["bm25 (rank-bm25)"] = bm25_reference(bench)
     latency["bm25 (rank-bm25)"] = 1000 * (time.perf_counter() - t0) / max(len(bench.queries), 1)
     for method in methods(fields, sparse=sparse, reranker=reranker):
-        run, ms = run_method(es, index, bench, method)
-        results[method.name] = score(bench, run)
-        latency[method.name] = ms
+        runs[method.name], latency[method.name] = run_method(es, index, bench, method)
+    for name, run in runs.items():
+        results[name] = score(bench, run)
+        if name != "knn" and "knn" in runs:
+            results[name]["vs_knn"] = paired_delta(bench, run, runs["knn"])
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {"benchmark": bench.name, "queries": len(bench.queries), "documents": len(bench.corpus),
               "results": results, "ms_per_query": latency}

