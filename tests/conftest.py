@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-RUN = uuid.uuid4().hex[:8]
+# one prefix per pytest run, even when this module is imported twice (as `conftest` by pytest and as
+# `tests.conftest` by test modules): the second import must not make a new prefix the cleanup never sees
+RUN = os.environ.setdefault("POLYSEEK_TEST_RUN", uuid.uuid4().hex[:8])
 os.environ.setdefault("POLYSEEK_BROKER_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("POLYSEEK_QUEUE_VISIBILITY_TIMEOUT_S", "8")
 os.environ["POLYSEEK_DEAD_LETTER_INDEX"] = f"test-{RUN}-dead-letter"
