@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from pipelines.encoders.cross import CrossEncoder, open_cross_encoder
 from pipelines.encoders.dense import TextEncoder, open_encoder
+from pipelines.engine.client import EngineClient
 from pipelines.engine.dialect import dialect_for, models_of
 from pipelines.ingest.documents import detect_language
 from pipelines.settings import Settings, get_settings
@@ -58,6 +59,19 @@ class Polyseek:
         self._dense: dict[str, TextEncoder] = {}
         self._cross: dict[str, CrossEncoder] = {}
         self._log_tasks: set[asyncio.Task] = set()
+        self._engine_client: EngineClient | None = None
+
+    @property
+    def engine_client(self) -> EngineClient:
+        """A synchronous engine client for work done in worker threads (embedding writes)."""
+        if self._engine_client is None:
+            self._engine_client = EngineClient(self.settings, timeout_s=writes.WRITE_TIMEOUT_S)
+        return self._engine_client
+
+    async def close(self) -> None:
+        await self.engine.close()
+        if self._engine_client is not None:
+            self._engine_client.close()
 
     def dense(self, model_id: str | None) -> TextEncoder:
         """The dense encoder named ``model_id`` (default: settings.dense_model)."""
@@ -167,10 +181,6 @@ async def _read_json(request: Request) -> Any:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SearchError(400, "parsing_exception", f"request body is not valid JSON: {exc}") from exc
-
-
-def _wait_requested(request: Request) -> bool:
-    return request.query_params.get("refresh") in ("wait_for", "true", "")
 
 
 def _json_answer(data: Any, opts: search_mod.SearchOptions, status: int = 200) -> Response:
@@ -326,28 +336,46 @@ async def msearch_endpoint(request: Request) -> Response:
     return _json_answer({"took": took, "responses": responses}, url_opts)
 
 
+def _queued(request: Request) -> bool:
+    """Whether the client asked for the queued write mode (header ``X-Polyseek-Write: queued``)."""
+    value = request.headers.get(writes.QUEUED_HEADER)
+    if value is None:
+        return False
+    if value.strip().lower() not in ("queued", "sync"):
+        raise SearchError(400, "illegal_argument_exception",
+                          f"header [{writes.QUEUED_HEADER}] must be [queued] or [sync], got [{value}]")
+    return value.strip().lower() == "queued"
+
+
+def _check_write_indices(settings: Settings, ops: list[writes.BulkOp]) -> None:
+    for op in ops:
+        if not _index_allowed(settings, op.index):
+            raise SearchError(403, "security_exception", f"index [{op.index}] is not in the allow list")
+
+
 async def bulk_endpoint(request: Request) -> Response:
+    """``_bulk``: every operation in order, with the engine's item answers (README "Write semantics")."""
     ps: Polyseek = request.app.state.polyseek
+    wp, _ = writes.parse_params(request.query_params, request.url.path)
     ops = writes.parse_bulk(await request.body(), request.path_params.get("index"))
-    for _, index, _, _ in ops:
-        if not _index_allowed(ps.settings, index):
-            raise SearchError(403, "security_exception", f"index [{index}] is not in the allow list")
-    return JSONResponse(await writes.bulk(ps.engine, ops, _wait_requested(request)))
+    _check_write_indices(ps.settings, ops)
+    result = await writes.execute(ps, ops, wp, request.path_params.get("index"), _queued(request))
+    return _json_answer(result, search_mod.SearchOptions(filter_path=wp.filter_path, pretty=wp.pretty))
 
 
 async def doc_write_endpoint(request: Request) -> Response:
-    """PUT/POST /{index}/_doc[/{id}] and /{index}/_create/{id}: one document through the queue."""
+    """``PUT/POST /{index}/_doc[/{id}]``, ``/{index}/_create/{id}``, ``POST /{index}/_update/{id}``:
+    one operation, answered as the engine answers it (queued mode: 202)."""
     ps: Polyseek = request.app.state.polyseek
     index = request.path_params["index"]
-    doc_id = request.path_params.get("id")
-    source = await _read_json(request)
-    action = "create" if "/_create/" in request.url.path else "index"
-    result = await writes.bulk(ps.engine, [(action, index, doc_id, source)], _wait_requested(request))
-    (item,) = result["items"][0].values()
-    if "error" in item:
-        return error_response(item["status"], item["error"]["type"], item["error"]["reason"])
-    return JSONResponse({k: v for k, v in item.items() if k != "_polyseek_tasks"} | {"_shards": {
-        "total": 1, "successful": 1 if item["status"] == 201 else 0, "failed": 0}}, status_code=item["status"])
+    path = request.url.path
+    action = "create" if "/_create/" in path else "update" if "/_update/" in path else "index"
+    body = await _read_json(request)
+    op, wp = writes.single_op(action, index, request.path_params.get("id"), body, request.query_params, path)
+    _check_write_indices(ps.settings, [op])
+    result = await writes.execute(ps, [op], wp, None, _queued(request))
+    status, answer = writes.single_answer(result["items"][0])
+    return _json_answer(answer, search_mod.SearchOptions(filter_path=wp.filter_path, pretty=wp.pretty), status)
 
 
 async def ingest_status_endpoint(request: Request) -> Response:
@@ -401,7 +429,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.polyseek = Polyseek(settings)
         await app.state.polyseek.ensure_log_index()
         yield
-        await app.state.polyseek.engine.close()
+        await app.state.polyseek.close()
 
     routes = [
         Route("/_polyseek/ingest/status", ingest_status_endpoint, methods=["GET"]),
@@ -415,6 +443,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/{index}/_doc", doc_write_endpoint, methods=["POST"]),
         Route("/{index}/_doc/{id}", doc_write_endpoint, methods=["PUT", "POST"]),
         Route("/{index}/_create/{id}", doc_write_endpoint, methods=["PUT", "POST"]),
+        Route("/{index}/_update/{id}", doc_write_endpoint, methods=["POST"]),
         Route("/{path:path}", passthrough, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]),
     ]
     async def elasticsearch_manners(request: Request, call_next):

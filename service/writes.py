@@ -1,9 +1,14 @@
-"""Write paths (``_bulk``, ``_doc``, ``_create``) that go through the ingest queue.
+"""Write paths (``_bulk``, ``_doc``, ``_create``, ``_update``) with Elasticsearch's contract.
 
-Documents are enqueued (embedding happens in the workers) and the answer keeps
-Elasticsearch's bulk/doc shape.  Items report ``status`` 202 and ``result``
-``"queued"`` unless the request asked for ``refresh=wait_for``/``true``: then the
-service waits for the workers and reports each document's real outcome.
+By default a write runs synchronously: the service validates and embeds the documents with
+the same steps as the ingest workers (``validate``, ``index_encoder``, ``embed_products``) and
+sends one engine ``_bulk`` holding every operation of the request, in order, with the
+client's own metadata and URL parameters; the items it answers are the engine's
+(``_version``, ``_seq_no``, ``result``, conflicts, ``forced_refresh``).  ``update``
+operations read the current document, merge the partial ``doc`` and write the re-embedded
+result with ``if_seq_no``/``if_primary_term``.  With the header ``X-Polyseek-Write: queued``
+plain ``index`` operations are validated here and put on the ingest queue instead (items
+``202 queued``).  README "Write semantics" has the design.
 """
 
 from __future__ import annotations
@@ -12,21 +17,117 @@ import json
 import time
 import uuid
 from collections import defaultdict
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import QueryParams
 
+from pipelines.engine.client import EngineRequestError, EngineUnavailable
 from pipelines.ingest import api as ingest
-from service.engine_proxy import AsyncEngine
-from service.errors import SearchError, bad_request
+from pipelines.ingest.documents import (
+    PER_LANGUAGE_FIELDS,
+    DocumentError,
+    merge_partial,
+    user_source,
+    validate,
+)
+from service.errors import SearchError, bad_request, error_body
+
+if TYPE_CHECKING:
+    from service.app import Polyseek
 
 WRITE_ACTIONS = ("index", "create", "delete", "update")
+QUEUED_HEADER = "x-polyseek-write"  # value "queued": plain index operations go through the ingest queue
+WRITE_TIMEOUT_S = 300.0  # one engine _bulk of a write request (refresh=wait_for waits for a refresh)
+# keys of an action line the engine knows (OpenSearch 2.x bulk parser)
+META_KEYS = frozenset({"_index", "_id", "routing", "version", "version_type", "if_seq_no", "if_primary_term",
+                       "pipeline", "require_alias", "retry_on_conflict", "_source", "op_type"})
+UPDATE_BODY_KEYS = frozenset({"doc", "upsert", "doc_as_upsert", "detect_noop", "script", "scripted_upsert",
+                              "_source"})
+# URL parameters: sent with the engine _bulk / turned into the operation's metadata / shaping the answer
+ENGINE_PARAMS = frozenset({"refresh", "timeout", "wait_for_active_shards"})
+BULK_DEFAULT_PARAMS = frozenset({"routing", "require_alias", "pipeline"})
+DOC_META_PARAMS = frozenset({"routing", "version", "version_type", "if_seq_no", "if_primary_term", "pipeline",
+                             "require_alias"})
+UPDATE_META_PARAMS = frozenset({"routing", "if_seq_no", "if_primary_term", "require_alias", "retry_on_conflict"})
+FORMAT_PARAMS = frozenset({"pretty", "human", "error_trace", "filter_path"})
+# accepted by Elasticsearch, refused here by name: an update's answer carries no document
+UNSUPPORTED_PARAMS = frozenset({"_source", "_source_includes", "_source_excludes", "lang"})
+_INT_META = ("version", "if_seq_no", "if_primary_term", "retry_on_conflict")
 
 
-def parse_bulk(payload: bytes, default_index: str | None) -> list[tuple[str, str, str | None, Any]]:
-    """``(action, index, id, source)`` for each bulk operation, in order."""
+@dataclass
+class BulkOp:
+    """One operation of a write request, as the client sent it."""
+
+    action: str  # index, create, delete, update
+    index: str
+    id: str | None
+    meta: dict[str, Any] = field(default_factory=dict)  # the action line's other keys (routing, version, ...)
+    source: Any = None  # the document (index/create) or the update body (update)
+
+    @property
+    def key(self) -> tuple[str, str | None]:
+        return self.index, self.id
+
+
+@dataclass
+class WriteParams:
+    """URL parameters of a write request, sorted by who uses them."""
+
+    engine: dict[str, str] = field(default_factory=dict)  # sent with the engine _bulk
+    filter_path: str | None = None
+    pretty: bool = False
+
+    @property
+    def refresh(self) -> bool:
+        """Whether the client asked for a refresh (``true``, ``wait_for`` or empty)."""
+        return "refresh" in self.engine and self.engine["refresh"] != "false"
+
+
+# --- parsing -------------------------------------------------------------------------------------
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() in ("", "true"))
+
+
+def _check_id(doc_id: str) -> None:
+    """The engine refuses a whole request holding an id over 512 bytes; so does the service."""
+    size = len(doc_id.encode("utf-8", "surrogatepass"))
+    if size > 512:
+        raise SearchError(400, "action_request_validation_exception",
+                          f"Validation Failed: 1: id [{doc_id}] is too long, must be no longer than 512 bytes "
+                          f"but was: {size};")
+
+
+def _check_update(meta: dict[str, Any], body: Any, line: int) -> None:
+    """Refuse, for the whole request as the engine does, an update the service cannot run."""
+    if "version" in meta:
+        raise bad_request("Update requests do not support versioning. Please use `if_seq_no` and "
+                          "`if_primary_term` instead", "illegal_argument_exception")
+    if not isinstance(body, dict):
+        raise bad_request(f"Malformed update body on line [{line}], expected an object", "x_content_parse_exception")
+    unknown = sorted(set(body) - UPDATE_BODY_KEYS)
+    if unknown:
+        raise bad_request(f"[UpdateRequest] unknown field [{unknown[0]}]", "x_content_parse_exception")
+    if "script" in body or body.get("scripted_upsert"):
+        raise bad_request("scripted updates are not supported by this service: a script's result cannot be "
+                          "re-embedded; send a partial [doc]", "illegal_argument_exception")
+    if "_source" in body or "_source" in meta:
+        raise bad_request("[_source] of an update is not supported by this service: the answer carries no "
+                          "document", "illegal_argument_exception")
+    if "doc" not in body:
+        raise SearchError(400, "action_request_validation_exception", "Validation Failed: 1: script or doc is missing;")
+    for key in ("doc", "upsert"):
+        if key in body and not isinstance(body[key], dict):
+            raise bad_request(f"[UpdateRequest] [{key}] must be an object", "x_content_parse_exception")
+
+
+def parse_bulk(payload: bytes, default_index: str | None) -> list[BulkOp]:
+    """The operations of a ``_bulk`` body, in order; a malformed line fails the whole request (as ES)."""
     lines = [ln for ln in payload.split(b"\n") if ln.strip()]
-    ops: list[tuple[str, str, str | None, dict | None]] = []
+    ops: list[BulkOp] = []
     i = 0
     while i < len(lines):
         try:
@@ -40,10 +141,21 @@ def parse_bulk(payload: bytes, default_index: str | None) -> list[tuple[str, str
         if action not in WRITE_ACTIONS:
             raise bad_request(f"Malformed action/metadata line [{i + 1}], unknown action [{action}]",
                               "illegal_argument_exception")
+        if not isinstance(meta, dict):
+            raise bad_request(f"Malformed action/metadata line [{i + 1}], expected START_OBJECT",
+                              "illegal_argument_exception")
+        unknown = sorted(set(meta) - META_KEYS)
+        if unknown:
+            raise bad_request(f"Action/metadata line [{i + 1}] contains an unknown parameter [{unknown[0]}]",
+                              "illegal_argument_exception")
         index = meta.get("_index", default_index)
         if not index:
             raise SearchError(400, "action_request_validation_exception", "Validation Failed: 1: index is missing;")
-        doc_id = meta.get("_id")
+        doc_id = None if meta.get("_id") is None else str(meta["_id"])
+        if doc_id is not None:
+            _check_id(doc_id)
+        elif action in ("delete", "update"):
+            raise SearchError(400, "action_request_validation_exception", "Validation Failed: 1: id is missing;")
         source = None
         if action != "delete":
             i += 1
@@ -54,12 +166,140 @@ def parse_bulk(payload: bytes, default_index: str | None) -> list[tuple[str, str
                 source = json.loads(lines[i])
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise bad_request(f"Malformed source line [{i + 1}]: {exc}", "parse_exception") from exc
-        ops.append((action, index, None if doc_id is None else str(doc_id), source))
+            if action == "update":
+                _check_update(meta, source, i + 1)
+        rest = {k: v for k, v in meta.items() if k not in ("_index", "_id")}
+        ops.append(BulkOp(action, str(index), doc_id, rest, source))
         i += 1
     return ops
 
 
+def _meta_value(name: str, value: str) -> Any:
+    """A URL parameter as the JSON value of an action line (numbers and booleans typed)."""
+    if name in _INT_META:
+        try:
+            return int(value)
+        except ValueError:
+            raise bad_request(f"Failed to parse int parameter [{name}] with value [{value}]",
+                              "illegal_argument_exception") from None
+    if name == "require_alias":
+        return _truthy(value)
+    return value
+
+
+def parse_params(params: QueryParams, path: str, meta_params: frozenset[str] = frozenset()) -> tuple[
+        WriteParams, dict[str, Any]]:
+    """Sort a write request's URL parameters; returns them and the metadata they give the operation.
+
+    ``meta_params`` (single-document calls) become action-line keys; a ``_bulk`` passes
+    ``routing``, ``require_alias`` and ``pipeline`` to the engine as defaults.  Unknown
+    parameters are a 400 naming them, as in Elasticsearch.
+    """
+    out = WriteParams()
+    meta: dict[str, Any] = {}
+    for name, value in params.multi_items():
+        if name in meta_params:
+            meta[name] = _meta_value(name, value)
+        elif name in ENGINE_PARAMS or (not meta_params and name in BULK_DEFAULT_PARAMS):
+            out.engine[name] = value
+        elif name == "filter_path":
+            out.filter_path = value
+        elif name == "pretty":
+            out.pretty = value in ("", "true")
+        elif name in UNSUPPORTED_PARAMS:
+            raise bad_request(f"parameter [{name}] is not supported by this service on writes",
+                              "illegal_argument_exception")
+        elif name not in FORMAT_PARAMS:
+            raise bad_request(f"request [{path}] contains unrecognized parameter: [{name}]",
+                              "illegal_argument_exception")
+    return out, meta
+
+
+def single_op(action: str, index: str, doc_id: str | None, body: Any, params: QueryParams,
+              path: str) -> tuple[BulkOp, WriteParams]:
+    """The one operation of ``PUT/POST /{index}/_doc[/{id}]``, ``_create/{id}`` or ``_update/{id}``."""
+    allowed = UPDATE_META_PARAMS if action == "update" else DOC_META_PARAMS
+    if action == "index":
+        allowed = allowed | {"op_type"}
+    wp, meta = parse_params(params, path, allowed)
+    op_type = meta.pop("op_type", None)
+    if op_type is not None:
+        if op_type not in ("create", "index"):
+            raise bad_request(f"opType must be 'create' or 'index', found: [{op_type}]", "illegal_argument_exception")
+        action = op_type
+    if doc_id is not None:
+        _check_id(doc_id)
+    if action == "update":
+        _check_update(meta, body, 1)
+    return BulkOp(action, index, doc_id, meta, body), wp
+
+
+# --- answers ---------------------------------------------------------------------------------------
+
+def _item_error(op: BulkOp, doc_id: str | None, status: int, error: dict[str, Any]) -> dict[str, Any]:
+    return {op.action: {"_index": op.index, "_id": doc_id, "status": status, "error": error}}
+
+
+def single_answer(item: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """HTTP status and body of a single-document call from its bulk item (errors in ES shape)."""
+    (body,) = item.values()
+    status = body.get("status", 200)
+    if "error" in body:
+        err = dict(body["error"])
+        err_type, reason = err.pop("type", "exception"), err.pop("reason", "")
+        return status, error_body(status, err_type, reason, **err)
+    if body.get("result") == "queued":
+        return 202, {k: body[k] for k in ("_index", "_id", "result")}
+    if body.get("result") == "noop":  # the engine's _update answers a noop without shards or refresh
+        body = {k: v for k, v in body.items() if k != "forced_refresh"} | {
+            "_shards": {"total": 0, "successful": 0, "failed": 0}}
+    return status, {k: v for k, v in body.items() if k != "status"}
+
+
+def _engine_error(status: int, data: Any) -> SearchError:
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict):
+        return SearchError(status, err.get("type", "engine_exception"), err.get("reason", ""))
+    return SearchError(status if status >= 400 else 500, "engine_exception", str(data)[:500])
+
+
+# --- the request ------------------------------------------------------------------------------------
+
+async def execute(ps: Polyseek, ops: list[BulkOp], wp: WriteParams, path_index: str | None,
+                  queued: bool) -> dict[str, Any]:
+    """Run a write request; the ``_bulk`` answer with one item per operation, in order."""
+    started = time.perf_counter()
+    items: list[dict[str, Any] | None] = [None] * len(ops)
+    positions = list(range(len(ops)))
+    if queued and not wp.refresh:
+        positions = await _enqueue(ps, ops, wp, items)
+    for segment in _segments(ops, positions):
+        await _run_segment(ps, ops, segment, wp, path_index, items, {})
+    errors = any("error" in body for item in items if item for body in item.values())
+    return {"took": int((time.perf_counter() - started) * 1000), "errors": errors, "items": items}
+
+
+def _segments(ops: list[BulkOp], positions: list[int]) -> list[list[int]]:
+    """Runs of operations sent in one engine ``_bulk``: a new run starts at an ``update`` of a
+    document an earlier operation of the run wrote, so that it reads what that wrote."""
+    out: list[list[int]] = []
+    current: list[int] = []
+    touched: set[tuple[str, str | None]] = set()
+    for pos in positions:
+        op = ops[pos]
+        if op.action == "update" and op.key in touched:
+            out.append(current)
+            current, touched = [], set()
+        current.append(pos)
+        if op.id is not None:
+            touched.add(op.key)
+    if current:
+        out.append(current)
+    return out
+
+
 def _doc_with_id(doc_id: str | None, source: Any) -> tuple[str, Any]:
+    """The document's id (given, else the document's ``id``, else a new one) and the document carrying it."""
     if not isinstance(source, dict):
         return doc_id or uuid.uuid4().hex, source
     doc = dict(source)
@@ -70,59 +310,218 @@ def _doc_with_id(doc_id: str | None, source: Any) -> tuple[str, Any]:
     return str(doc["id"]), doc
 
 
-BulkOp = tuple[str, str, str | None, dict | None]
+@dataclass
+class _Write:
+    """What one operation sends to the engine: action, metadata and the document to embed (or None)."""
+
+    action: str
+    meta: dict[str, Any]
+    doc: Any = None
+    from_read: bool = False  # an update whose if_seq_no comes from the service's own read (retryable)
 
 
-async def bulk(engine: AsyncEngine, ops: list[BulkOp], wait: bool) -> dict[str, Any]:
-    """Enqueue index/create operations, run deletes on the engine, answer like ``_bulk``."""
-    started = time.perf_counter()
-    items: list[dict[str, Any]] = []
-    per_index: dict[str, list[tuple[int, Any]]] = defaultdict(list)
-    for n, (action, index, doc_id, source) in enumerate(ops):
-        if action == "update":
-            items.append({action: {"_index": index, "_id": doc_id, "status": 400, "error": {
-                "type": "illegal_argument_exception",
-                "reason": "partial updates are not supported: send the whole document with [index]"}}})
-            continue
-        if action == "delete":
-            resp = await engine.send("DELETE", f"/{index}/_doc/{doc_id}")
-            items.append({"delete": {"_index": index, "_id": doc_id, **_strip(resp.json())}})
-            continue
-        doc_id, doc = _doc_with_id(doc_id, source)
-        items.append({action: {"_index": index, "_id": doc_id, "_version": 1, "result": "queued", "status": 202}})
-        per_index[index].append((n, doc))
-    tasks: dict[str, list[str]] = {}
-    for index, docs in per_index.items():
-        tasks[index] = await run_in_threadpool(ingest.enqueue, index, [d for _, d in docs])
-        for n, _ in docs:
-            (body,) = items[n].values()
-            body["_polyseek_tasks"] = len(tasks[index])
-    if wait:
-        await _wait_and_report(engine, tasks, per_index, items)
-    errors = any("error" in next(iter(it.values())) for it in items)
-    return {"took": int((time.perf_counter() - started) * 1000), "errors": errors, "items": items}
-
-
-def _strip(resp: dict) -> dict:
-    return {k: v for k, v in resp.items() if k in ("_version", "result", "status", "error", "_shards")} | \
-        {"status": 200 if resp.get("result") == "deleted" else 404}
-
-
-async def _wait_and_report(engine: AsyncEngine, tasks: dict[str, list[str]],
-                           per_index: dict[str, list[tuple[int, Any]]], items: list[dict]) -> None:
-    for index, task_ids in tasks.items():
-        results = await run_in_threadpool(ingest.wait, task_ids)
-        errors = {e["id"]: e for r in results for e in r["errors"] if e.get("id")}
-        anonymous = [e for r in results for e in r["errors"] if not e.get("id")]
-        await engine.send("POST", f"/{index}/_refresh")
-        for n, doc in per_index[index]:
-            (body,) = items[n].values()
-            doc_id = body["_id"]
-            err = errors.get(doc_id)
-            if err is None and not isinstance(doc, dict) and anonymous:
-                err = anonymous.pop(0)
-            if err:
-                body.update(status=400, error={"type": err["type"], "reason": err["reason"]})
-                body.pop("result", None)
+async def _run_segment(ps: Polyseek, ops: list[BulkOp], segment: list[int], wp: WriteParams,
+                       path_index: str | None, items: list, attempts: dict[int, int]) -> None:
+    """Plan, embed and send one run of operations; fills their items."""
+    writes: dict[int, _Write] = {}
+    updates = [p for p in segment if ops[p].action == "update"]
+    if updates:
+        current = await _read_current(ps, [ops[p] for p in updates], wp)
+        for pos, doc in zip(updates, current):
+            planned = _plan_update(ops[pos], doc, wp.engine.get("refresh") in ("", "true"))
+            if isinstance(planned, _Write):
+                writes[pos] = planned
             else:
-                body.update(status=201, result="created")
+                items[pos] = planned
+    for pos in segment:
+        op = ops[pos]
+        if op.action == "delete":
+            writes[pos] = _Write("delete", {"_index": op.index, "_id": op.id, **op.meta})
+        elif op.action in ("index", "create"):
+            if op.id == "":
+                items[pos] = _item_error(op, "", 400, {"type": "illegal_argument_exception",
+                                                       "reason": "if _id is specified it must not be empty"})
+                continue
+            doc_id, doc = _doc_with_id(op.id, op.source)
+            writes[pos] = _Write(op.action, {"_index": op.index, "_id": doc_id, **op.meta}, doc)
+    jobs = {pos: (ops[pos].index, w.doc, not _truthy(w.meta.get("require_alias", wp.engine.get("require_alias",
+                                                                                                 False))))
+            for pos, w in writes.items() if w.doc is not None}
+    embedded = await run_in_threadpool(_embed, ps, jobs) if jobs else {}
+    sent: list[int] = []
+    lines: list[bytes] = []
+    for pos in segment:
+        w = writes.get(pos)
+        if w is None:
+            continue
+        if w.doc is not None:
+            src = embedded[pos]
+            if isinstance(src, _Failed):
+                items[pos] = _item_error(ops[pos], w.meta.get("_id"), src.status, src.error)
+                continue
+            lines += [json.dumps({w.action: w.meta}).encode(), json.dumps(src, ensure_ascii=False).encode()]
+        else:
+            lines.append(json.dumps({w.action: w.meta}).encode())
+        sent.append(pos)
+    if not sent:
+        return
+    path = f"/{path_index}/_bulk" if path_index else "/_bulk"
+    resp = await ps.engine.send("POST", path, params=wp.engine or None, content=b"\n".join(lines) + b"\n",
+                                timeout_s=WRITE_TIMEOUT_S)
+    data = resp.json() if resp.content else {}
+    if resp.status_code >= 400 or not isinstance(data, dict) or "items" not in data:
+        raise _engine_error(resp.status_code, data)
+    retry = []
+    last_of = {ops[p].key: p for p in segment}
+    for pos, item in zip(sent, data["items"]):
+        (engine_action, body), = item.items()
+        items[pos] = {"update" if ops[pos].action == "update" else engine_action: body}
+        limit = int(ops[pos].meta.get("retry_on_conflict", 0) or 0)
+        if (body.get("status") == 409 and writes[pos].from_read and attempts.get(pos, 0) < limit
+                and last_of[ops[pos].key] == pos):
+            retry.append(pos)
+    if retry:
+        for pos in retry:
+            attempts[pos] = attempts.get(pos, 0) + 1
+        await _run_segment(ps, ops, retry, wp, path_index, items, attempts)
+
+
+# --- updates ------------------------------------------------------------------------------------------
+
+async def _read_current(ps: Polyseek, ops: list[BulkOp], wp: WriteParams) -> list[dict[str, Any]]:
+    """The engine's real-time view of each updated document (``_mget``, with its routing)."""
+    docs = []
+    for op in ops:
+        routing = op.meta.get("routing", wp.engine.get("routing"))
+        docs.append({"_index": op.index, "_id": op.id, **({"routing": routing} if routing is not None else {})})
+    data = await ps.engine.json("POST", "/_mget", {"docs": docs}, timeout_s=WRITE_TIMEOUT_S)
+    return data["docs"]
+
+
+def _plan_update(op: BulkOp, current: dict[str, Any], forced_refresh: bool) -> _Write | dict[str, Any]:
+    """The write an update becomes (merged document, guarded by what was read), or its item.
+
+    An unchanged document is a ``noop`` item, shaped as the engine's bulk answers it
+    (``forced_refresh`` with ``refresh=true``; a single ``_update`` reshapes it).
+    """
+    body = op.source
+    carried = {k: v for k, v in op.meta.items() if k in ("routing", "require_alias", "if_seq_no", "if_primary_term")}
+    error = current.get("error")
+    if error and error.get("type") != "index_not_found_exception":  # e.g. an alias of several indices
+        return _item_error(op, op.id, 400, error)
+    if not current.get("found"):
+        upsert = body["doc"] if body.get("doc_as_upsert") else body.get("upsert")
+        if upsert is None:
+            return _item_error(op, op.id, 404, {"type": "document_missing_exception",
+                                                "reason": f"[{op.id}]: document missing", "index": op.index})
+        carried = {k: v for k, v in carried.items() if k not in ("if_seq_no", "if_primary_term")}
+        return _Write("create", {"_index": op.index, "_id": op.id, **carried}, _doc_with_id(op.id, upsert)[1])
+    before = user_source(current.get("_source") or {})
+    merged = merge_partial(before, body["doc"])
+    if body.get("detect_noop", True) is not False and merged == before:
+        return {"update": {"_index": current["_index"], "_id": op.id, "_version": current["_version"],
+                           "result": "noop", **({"forced_refresh": True} if forced_refresh else {}),
+                           "_shards": {"total": 1, "successful": 1, "failed": 0},
+                           "_seq_no": current["_seq_no"], "_primary_term": current["_primary_term"], "status": 200}}
+    if "lang" not in body["doc"] and any(f in body["doc"] for f in PER_LANGUAGE_FIELDS):
+        merged.pop("lang", None)  # the text changed: detect its language again
+    from_read = "if_seq_no" not in carried
+    if from_read:
+        carried |= {"if_seq_no": current["_seq_no"], "if_primary_term": current["_primary_term"]}
+    return _Write("index", {"_index": op.index, "_id": op.id, **carried}, _doc_with_id(op.id, merged)[1],
+                  from_read=from_read)
+
+
+# --- embedding ----------------------------------------------------------------------------------------
+
+@dataclass
+class _Failed:
+    """An operation answered without the engine: its item status and error."""
+
+    status: int
+    error: dict[str, Any]
+
+
+def _embed(ps: Polyseek, jobs: dict[int, tuple[str, Any, bool]]) -> dict[int, dict[str, Any] | _Failed]:
+    """The engine ``_source`` of each document (validated and embedded with its index's model), or why not.
+
+    ``jobs``: position -> (index, document, whether a missing index may be created).  Runs in a
+    worker thread: it calls the engine synchronously and runs the encoder.
+    """
+    from pipelines.ingest import tasks
+
+    by_index: dict[str, list[tuple[int, Any, bool]]] = defaultdict(list)
+    for pos, (index, doc, create) in jobs.items():
+        by_index[index].append((pos, doc, create))
+    out: dict[int, dict[str, Any] | _Failed] = {}
+    try:
+        for index, docs in by_index.items():
+            try:
+                encoder = tasks.index_encoder(ps.engine_client, index, ps.dense, create=any(c for _, _, c in docs))
+            except EngineRequestError as exc:  # e.g. an invalid index name: each item says so
+                err = exc.body.get("error", {}) if isinstance(exc.body, dict) else {}
+                err = {k: v for k, v in err.items() if k != "root_cause"} if isinstance(err, dict) else {}
+                for pos, _, _ in docs:
+                    out[pos] = _Failed(exc.status, err or {"type": "engine_exception", "reason": str(exc)})
+                continue
+            valid = []
+            for pos, doc, _ in docs:
+                try:
+                    valid.append((pos, validate(doc, max_bytes=ps.settings.max_document_bytes)))
+                except DocumentError as err:
+                    out[pos] = _Failed(400, {"type": err.error_type, "reason": err.reason})
+            if valid:
+                sources = tasks.embed_products(encoder, [p for _, p in valid])
+                for (pos, _), (_, src) in zip(valid, sources):
+                    out[pos] = src
+    except EngineUnavailable as exc:
+        raise SearchError(503, "unavailable_engine_exception", f"engine unavailable: {exc}") from exc
+    return out
+
+
+# --- queued mode ----------------------------------------------------------------------------------------
+
+def _queueable(op: BulkOp) -> bool:
+    """A plain ``index`` operation: nothing in it needs the engine's answer."""
+    return op.action == "index" and not op.meta and op.id != ""
+
+
+async def _enqueue(ps: Polyseek, ops: list[BulkOp], wp: WriteParams, items: list) -> list[int]:
+    """Validate and queue the plain ``index`` operations; the positions left to run synchronously.
+
+    An id that another kind of operation of the request touches stays synchronous, in order.
+    """
+    needs_engine = any(k in wp.engine for k in BULK_DEFAULT_PARAMS)
+    sync_keys = {op.key for op in ops if not _queueable(op)}
+    queued = [pos for pos, op in enumerate(ops) if not needs_engine and _queueable(op) and op.key not in sync_keys]
+    if not queued:
+        return list(range(len(ops)))
+    docs = {pos: _doc_with_id(ops[pos].id, ops[pos].source) for pos in queued}
+    problems = await run_in_threadpool(_validate_all, ps, {pos: doc for pos, (_, doc) in docs.items()})
+    per_index: dict[str, dict[str, Any]] = defaultdict(dict)  # index -> id -> document (the last one wins)
+    for pos in queued:
+        op, (doc_id, doc) = ops[pos], docs[pos]
+        if pos in problems:
+            items[pos] = _item_error(op, doc_id, 400, problems[pos])
+            continue
+        per_index[op.index].pop(doc_id, None)
+        per_index[op.index][doc_id] = doc
+        items[pos] = {"index": {"_index": op.index, "_id": doc_id, "status": 202, "result": "queued"}}
+    for index, by_id in per_index.items():
+        try:
+            await run_in_threadpool(ingest.enqueue, index, list(by_id.values()), ps.settings)
+        except Exception as exc:  # noqa: BLE001 - broker down: nothing was accepted, the client retries
+            raise SearchError(503, "unavailable_queue_exception", f"ingest queue unavailable: {exc!r}") from exc
+    queued_set = set(queued)
+    return [pos for pos in range(len(ops)) if pos not in queued_set]
+
+
+def _validate_all(ps: Polyseek, docs: dict[int, Any]) -> dict[int, dict[str, str]]:
+    """The error of each document the workers would refuse, by position."""
+    out = {}
+    for pos, doc in docs.items():
+        try:
+            validate(doc, max_bytes=ps.settings.max_document_bytes)
+        except DocumentError as err:
+            out[pos] = {"type": err.error_type, "reason": err.reason}
+    return out

@@ -120,3 +120,29 @@ def engine_source(product: Product, vector: list[float], sparse: dict[str, float
     src["embedding_truncated"] = truncated
     src["ingested_at"] = datetime.now(timezone.utc).isoformat()
     return src
+
+
+def user_source(stored: dict[str, Any]) -> dict[str, Any]:
+    """The product as its client wrote it, from a stored ``_source``: the derived fields dropped.
+
+    Vectors, provenance and the per-language copies (``title_<lang>`` equal to ``title``)
+    are recomputed on every write; ``lang`` stays (it may have been given).
+    """
+    lang = stored.get("lang")
+    derived = set(DERIVED_FIELDS)
+    if lang in ANALYZED_LANGUAGES:
+        derived |= {f"{f}_{lang}" for f in PER_LANGUAGE_FIELDS
+                    if f"{f}_{lang}" in stored and stored.get(f"{f}_{lang}") == stored.get(f)}
+    return {k: v for k, v in stored.items() if k not in derived}
+
+
+def merge_partial(current: dict[str, Any], partial: dict[str, Any]) -> dict[str, Any]:
+    """``current`` with ``partial`` merged in, as Elasticsearch's partial update does:
+    objects on both sides merge recursively, any other value replaces (a new dict)."""
+    merged = dict(current)
+    for key, value in partial.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_partial(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

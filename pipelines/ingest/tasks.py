@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import cache
 from typing import Any
@@ -76,6 +77,21 @@ def embed_products(encoder: TextEncoder, products: list[Product]) -> list[tuple[
             for i, p in enumerate(products)]
 
 
+def index_encoder(engine: EngineClient, index: str, load: Callable[[str | None], TextEncoder] = worker_encoder,
+                  *, create: bool = True) -> TextEncoder:
+    """The encoder that embeds ``index``: the model its mapping records, else the default.
+
+    A missing index is created from the products templates, stamped with that model
+    (unless ``create`` is false).  ``load`` maps a model name (None: the default) to an
+    encoder; it raises :class:`FileNotFoundError` when the model is not in the cache.
+    """
+    exists = engine.index_exists(index)
+    encoder = load(engine.index_model(index) if exists else None)
+    if not exists and create:
+        engine.create_products_index(index, encoder.dims, encoder.card.name)
+    return encoder
+
+
 def process_batch(index: str, docs: list[Any], task_id: str | None = None,
                   encoder: TextEncoder | None = None, engine: EngineClient | None = None) -> dict[str, Any]:
     """Validate, embed and write ``docs`` into ``index``; returns counts and per-document errors.
@@ -85,17 +101,15 @@ def process_batch(index: str, docs: list[Any], task_id: str | None = None,
     """
     s = get_settings()
     engine = engine or worker_engine()
-    exists = engine.index_exists(index)
-    # an index is embedded by one model: the one its mapping records, else the default
+    given = encoder
+    # an index is embedded by one model: the one its mapping records, else the default (or the one given)
     try:
-        encoder = encoder or worker_encoder(engine.index_model(index) if exists else None)
+        encoder = index_encoder(engine, index, (lambda _model: given) if given else worker_encoder)
     except FileNotFoundError as exc:  # a deployment problem: keep every document, with the reason
         missing = [(DocumentError(raw.get("id") if isinstance(raw, dict) else None, "model_missing", str(exc)), raw)
                    for raw in docs]
         dead_letter(engine, index, task_id, missing)
         return _batch_result(index, docs, 0, missing)
-    if not exists:
-        engine.create_products_index(index, encoder.dims, encoder.card.name)
     products: list[Product] = []
     rejected: list[tuple[DocumentError, Any]] = []
     for raw in docs:

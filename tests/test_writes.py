@@ -1,0 +1,236 @@
+"""Writes through the service keep Elasticsearch's contract (README "Write semantics").
+
+Differential: the same sequence of write requests is sent to the engine directly (into a
+products index, so shards and versions line up) and through the service; status, ``result``,
+``_version``, ``_seq_no``, ``forced_refresh`` and error types must match, and what a GET
+returns afterwards too.  The synchronous path needs no worker; the queued-mode test does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import RUN
+
+NDJSON = {"content-type": "application/x-ndjson"}
+
+
+@pytest.fixture(scope="module")
+def svc(settings, engine):
+    """A query service of its own (synchronous writes need no ingest worker)."""
+    from service.runner import serve_in_thread
+
+    url, stop = serve_in_thread(settings)
+    yield url
+    stop()
+
+
+@pytest.fixture(scope="module")
+def eng(settings) -> str:
+    return settings.engine_url.rstrip("/")
+
+
+@pytest.fixture
+def pair(engine, index_name):
+    """An index written straight to the engine and one written through the service (both products indices)."""
+    direct, served = f"{index_name}-e", f"{index_name}-s"
+    engine.create_products_index(direct)
+    yield direct, served
+    for name in (direct, served):
+        engine.delete_index(name)
+
+
+def send(base: str, method: str, path: str, body: Any = None, params: dict | None = None,
+         headers: dict | None = None) -> httpx.Response:
+    if isinstance(body, list):  # NDJSON lines
+        content = ("\n".join(json.dumps(line, ensure_ascii=False) for line in body) + "\n").encode()
+        return httpx.request(method, base + path, content=content, params=params,
+                             headers={**NDJSON, **(headers or {})}, timeout=300)
+    return httpx.request(method, base + path, json=body, params=params, headers=headers, timeout=300)
+
+
+WRITE_KEYS = ("result", "_version", "_seq_no", "_primary_term", "forced_refresh", "_shards", "status", "found",
+              "_routing", "_id")
+
+
+def comparable(data: Any, index: str) -> Any:
+    """The parts of a write or GET answer that must match; index names replaced by ``<i>``."""
+    if not isinstance(data, dict):
+        return data
+    if "error" in data:
+        err = data["error"]
+        if isinstance(err, dict):
+            reason = re.sub(r"^\[\d+:\d+\] ", "", str(err.get("reason")))  # no parser positions
+            return {"error": err.get("type"), "reason": reason.replace(index, "<i>"),
+                    "status": data.get("status")}
+    if "items" in data:
+        return {"errors": data["errors"], "items": [
+            {action: comparable(body, index) for action, body in item.items()} for item in data["items"]]}
+    return {k: data[k] for k in WRITE_KEYS if k in data}
+
+
+def user_fields(served: dict, direct: dict) -> dict:
+    """The service's ``_source`` on the keys the engine's has (the service adds derived fields)."""
+    return {k: served.get(k) for k in direct}
+
+
+def run_both(eng: str, svc: str, pair: tuple[str, str], steps: list[tuple]) -> None:
+    direct, served = pair
+    for n, (method, path, body, params) in enumerate(steps):
+        a = send(eng, method, path.format(i=direct), body, params)
+        b = send(svc, method, path.format(i=served), body, params)
+        assert b.status_code == a.status_code, (n, method, path, a.text, b.text)
+        da, db = comparable(a.json(), direct), comparable(b.json(), served)
+        if "items" in da:  # item by item, for a readable failure
+            for k, (ia, ib) in enumerate(zip(da["items"], db["items"])):
+                assert ib == ia, (n, path, k)
+        assert db == da, (n, method, path)
+        da, db = a.json(), b.json()
+        if method == "GET" and da.get("found"):
+            assert user_fields(db["_source"], da["_source"]) == da["_source"], (n, da, db)
+
+
+def test_single_document_writes_match_the_engine(eng, svc, pair):
+    chair = {"title": "Blue office chair", "price": 10}
+    run_both(eng, svc, pair, [
+        ("PUT", "/{i}/_doc/1", {"title": "Blue office chair"}, None),
+        ("GET", "/{i}/_doc/1", None, None),  # real-time GET right after the write
+        ("PUT", "/{i}/_doc/1", chair, None),  # updated, version 2
+        ("PUT", "/{i}/_create/1", chair, None),  # 409 version_conflict_engine_exception
+        ("POST", "/{i}/_doc/2", {"title": "Red lamp"}, {"op_type": "create"}),
+        ("POST", "/{i}/_doc/2", {"title": "Red lamp"}, {"op_type": "create"}),  # 409
+        ("PUT", "/{i}/_doc/3", {"title": "Garden hose"}, {"version": "5", "version_type": "external"}),
+        ("PUT", "/{i}/_doc/3", {"title": "Garden hose"}, {"version": "4", "version_type": "external"}),  # 409
+        ("PUT", "/{i}/_doc/4", {"title": "Standing desk"}, {"routing": "r1", "refresh": "true"}),
+        ("GET", "/{i}/_doc/4", None, {"routing": "r1"}),
+        ("PUT", "/{i}/_doc/1", chair, {"if_seq_no": "0", "if_primary_term": "1"}),  # stale: 409
+        ("PUT", "/{i}/_doc/5", {"title": "Desk lamp"}, {"refresh": "wait_for"}),
+        ("POST", "/{i}/_update/1", {"doc": {"price": 12, "brand": "Nordvik"}}, None),
+        ("POST", "/{i}/_update/1", {"doc": {"price": 12}}, None),  # noop
+        ("POST", "/{i}/_update/missing", {"doc": {"price": 1}}, None),  # 404 document_missing_exception
+        ("POST", "/{i}/_update/6", {"doc": {"title": "Sofa"}, "doc_as_upsert": True}, None),  # 201 created
+        ("POST", "/{i}/_update/7", {"doc": {"title": "x"}, "upsert": {"title": "Armchair"}}, {"refresh": "true"}),
+        ("PUT", "/{i}/_doc/8", {"title": "Rug"}, {"require_alias": "true"}),  # 404: not an alias
+        ("GET", "/{i}/_doc/1", None, None),
+        ("GET", "/{i}/_doc/7", None, None),
+        ("DELETE", "/{i}/_doc/1", None, None),
+        ("GET", "/{i}/_doc/1", None, None),
+        ("POST", "/{i}/_refresh", None, None),
+        ("GET", "/{i}/_count", None, None),
+    ])
+
+
+def test_bulk_matches_the_engine_in_order(eng, svc, pair):
+    ops = [{"index": {"_id": "10"}}, {"title": "Oak table"},
+           {"delete": {"_id": "10"}},  # after the index of the same id: it ends deleted
+           {"index": {"_id": ""}}, {"title": "No id"},  # item 400, errors: true
+           {"create": {"_id": "11"}}, {"title": "Bar stool"},
+           {"create": {"_id": "11"}}, {"title": "Bar stool again"},  # 409
+           {"update": {"_id": "12"}}, {"doc": {"title": "x"}},  # 404
+           {"index": {"_id": "13", "version": 5, "version_type": "external"}}, {"title": "Frying pan"},
+           {"update": {"_id": "13"}}, {"doc": {"price": 39}},  # reads the index just above
+           {"index": {"_id": "14", "routing": "r2"}}, {"title": "Earbuds"},
+           {"update": {"_id": "14", "routing": "r2", "retry_on_conflict": 2}}, {"doc": {"price": 79}},
+           {"index": {"_id": "15"}}, {"title": "Headphones"},
+           {"update": {"_id": "15"}}, {"doc": {"title": "Headphones"}}]  # noop
+    run_both(eng, svc, pair, [
+        ("POST", "/{i}/_bulk", ops, {"refresh": "true"}),
+        ("GET", "/{i}/_doc/10", None, None),
+        ("GET", "/{i}/_doc/13", None, None),
+        ("GET", "/{i}/_doc/14", None, {"routing": "r2"}),
+        ("GET", "/{i}/_count", None, None),
+        ("POST", "/{i}/_bulk", [{"index": {"_id": "16"}}, {"title": "Kettle"}], None),  # no refresh
+        ("GET", "/{i}/_doc/16", None, None),
+    ])
+
+
+def test_request_level_errors_match_the_engine(eng, svc, pair):
+    run_both(eng, svc, pair, [
+        ("POST", "/{i}/_bulk", [{"index": {"_id": "1", "foo": 1}}, {"title": "x"}], None),
+        ("POST", "/{i}/_bulk", [{"update": {"_id": "1", "version": 3}}, {"doc": {"title": "x"}}], None),
+        ("POST", "/{i}/_bulk", [{"update": {"_id": "1"}}, {"doc": {"title": "x"}, "foo": 1}], None),
+        ("POST", "/{i}/_bulk", [{"index": {"_id": "x" * 513}}, {"title": "x"}], None),
+        ("PUT", "/{i}/_doc/1", {"title": "x"}, {"foo": "1"}),
+        ("PUT", "/{i}/_doc/1", {"title": "x"}, {"op_type": "upsert"}),
+    ])
+
+
+def test_elasticsearch_client_contract(svc, index_name, engine):
+    from elasticsearch import ConflictError, Elasticsearch, NotFoundError
+
+    es = Elasticsearch(svc, request_timeout=300)
+    try:
+        first = es.index(index=index_name, id="a", document={"title": "Wireless headphones"})
+        assert first["result"] == "created" and first["_version"] == 1 and first.meta.status == 201
+        assert set(first.body) == {"_index", "_id", "_version", "result", "_shards", "_seq_no", "_primary_term"}
+        assert es.get(index=index_name, id="a")["_source"]["title"] == "Wireless headphones"  # no refresh needed
+        again = es.index(index=index_name, id="a", document={"title": "Wireless headphones", "price": 99.0},
+                         refresh=True)
+        assert again["result"] == "updated" and again["_version"] == 2 and again["forced_refresh"] is True
+        assert es.search(index=index_name, query={"match": {"title": "headphones"}})["hits"]["total"]["value"] == 1
+        with pytest.raises(ConflictError):
+            es.create(index=index_name, id="a", document={"title": "Overwritten?"})
+        assert es.get(index=index_name, id="a")["_source"]["price"] == 99.0  # not overwritten
+        updated = es.update(index=index_name, id="a", doc={"title": "Kabellose Kopfhörer mit Bluetooth"})
+        assert updated["result"] == "updated" and updated["_version"] == 3
+        src = engine.request("GET", f"/{index_name}/_doc/a")["_source"]
+        assert src["price"] == 99.0 and src["lang"] == "de" and src["title_de"].startswith("Kabellose")
+        assert "title_en" not in src and len(src["embedding"]) == 384  # re-embedded, derived fields recomputed
+        with pytest.raises(NotFoundError):
+            es.update(index=index_name, id="nope", doc={"title": "x"})
+        resp = es.bulk(operations=[{"index": {"_index": index_name, "_id": "b"}}, {"title": {"not": "a string"}},
+                                   {"index": {"_index": index_name, "_id": "c"}}, {"title": "Garden hose"}])
+        assert resp["errors"] is True
+        assert resp["items"][0]["index"]["status"] == 400 and "title" in resp["items"][0]["index"]["error"]["reason"]
+        assert resp["items"][1]["index"]["status"] == 201
+    finally:
+        engine.delete_index(index_name)
+
+
+def test_refused_by_name(svc, index_name, engine):
+    try:
+        resp = send(svc, "POST", f"/{index_name}/_update/1", {"script": {"source": "ctx._source.x = 1"}})
+        assert resp.status_code == 400 and "script" in resp.json()["error"]["reason"]
+        resp = send(svc, "POST", f"/{index_name}/_update/1", {"doc": {"title": "x"}}, {"_source": "true"})
+        assert resp.status_code == 400 and "[_source]" in resp.json()["error"]["reason"]
+        resp = send(svc, "PUT", f"/{index_name}/_doc/1", {"title": "x"}, headers={"x-polyseek-write": "later"})
+        assert resp.status_code == 400 and resp.json()["error"]["type"] == "illegal_argument_exception"
+        assert not engine.index_exists(index_name)
+    finally:
+        engine.delete_index(index_name)
+
+
+def test_queued_mode_validates_now_and_keeps_per_id_order(worker, svc, index_name, engine):
+    queued = {"x-polyseek-write": "queued"}
+    ops = [{"index": {"_id": "q1"}}, {"title": "Wireless headphones"},
+           {"index": {"_id": "q2"}}, {"title": "Garden hose"},
+           {"index": {"_id": ""}}, {"title": "No id"},
+           {"index": {"_id": "q3"}}, {"title": ["not", "a", "string"]},
+           {"index": {"_id": "q4"}}, {"title": "Office chair"},
+           {"delete": {"_id": "q4"}},  # q4 runs synchronously, in order: it ends deleted
+           {"create": {"_id": "q5"}}, {"title": "Desk lamp"}]
+    try:
+        resp = send(svc, "POST", f"/{index_name}/_bulk", ops, headers=queued)
+        assert resp.status_code == 200, resp.text
+        items = [next(iter(item.values())) for item in resp.json()["items"]]
+        assert resp.json()["errors"] is True
+        assert [i["status"] for i in items] == [202, 202, 400, 400, 201, 200, 201]
+        assert items[0]["result"] == "queued" and "_version" not in items[0]
+        single = send(svc, "PUT", f"/{index_name}/_doc/q6", {"title": "Frying pan"}, headers=queued)
+        assert single.status_code == 202 and single.json()["result"] == "queued"
+        for _ in range(600):  # the worker writes the queued documents
+            found = [send(svc, "GET", f"/{index_name}/_doc/{i}").json().get("found") for i in ("q1", "q2", "q6")]
+            if all(found):
+                break
+            time.sleep(0.2)
+        assert all(found)
+        assert send(svc, "GET", f"/{index_name}/_doc/q4").json()["found"] is False
+        assert send(svc, "GET", f"/{index_name}/_doc/q3").json()["found"] is False
+    finally:
+        engine.delete_index(index_name)
