@@ -234,3 +234,45 @@ def test_queued_mode_validates_now_and_keeps_per_id_order(worker, svc, index_nam
         assert send(svc, "GET", f"/{index_name}/_doc/q3").json()["found"] is False
     finally:
         engine.delete_index(index_name)
+
+
+def test_concurrent_updates_all_land_with_retry_on_conflict(svc, index_name, engine):
+    """Each update reads, merges and writes guarded by what it read; a lost race retries."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    try:
+        assert send(svc, "PUT", f"/{index_name}/_doc/p", {"title": "Office chair"}).status_code == 201
+
+        def update(n: int) -> httpx.Response:
+            return send(svc, "POST", f"/{index_name}/_update/p", {"doc": {f"f{n}": n}}, {"retry_on_conflict": "50"})
+
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(update, range(6)))
+        assert [a.status_code for a in answers] == [200] * 6, [a.text for a in answers]
+        doc = send(svc, "GET", f"/{index_name}/_doc/p").json()
+        assert doc["_version"] == 7 and all(doc["_source"][f"f{n}"] == n for n in range(6))
+        stale = send(svc, "POST", f"/{index_name}/_update/p", {"doc": {"f0": -1}},
+                     {"if_seq_no": "0", "if_primary_term": "1"})
+        assert stale.status_code == 409 and stale.json()["error"]["type"] == "version_conflict_engine_exception"
+    finally:
+        engine.delete_index(index_name)
+
+
+def test_alias_without_write_index_and_auto_ids(svc, eng, index_name, engine):
+    """The engine's own item error for an alias it cannot write to; POST /_doc without an id creates one."""
+    names = [f"{index_name}-{n}" for n in (1, 2)]
+    try:
+        for name in names:
+            engine.create_products_index(name)
+        engine.update_aliases([{"add": {"index": name, "alias": f"{index_name}-alias"}} for name in names])
+        ops = [{"index": {"_index": f"{index_name}-alias", "_id": "1"}}, {"title": "Chair"}]
+        direct, served = send(eng, "POST", "/_bulk", ops).json(), send(svc, "POST", "/_bulk", ops).json()
+        assert served["errors"] is True
+        assert comparable(served, "") == comparable(direct, "")
+        created = send(svc, "POST", f"/{names[0]}/_doc", {"title": "Lamp"}, {"refresh": "true"})
+        assert created.status_code == 201 and created.json()["result"] == "created"
+        doc_id = created.json()["_id"]
+        assert send(svc, "GET", f"/{names[0]}/_doc/{doc_id}").json()["_source"]["title"] == "Lamp"
+    finally:
+        for name in names:
+            engine.delete_index(name)
