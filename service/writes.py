@@ -101,6 +101,26 @@ def _check_id(doc_id: str) -> None:
                           f"but was: {size};")
 
 
+def _check_meta(meta: dict[str, Any]) -> None:
+    """The engine's request-level checks of versioning metadata, made before anything is written
+    (a products index created for a request the engine then refuses would be a side effect)."""
+    def invalid(reason: str) -> SearchError:
+        return SearchError(400, "action_request_validation_exception", f"Validation Failed: 1: {reason};")
+
+    version_type = meta.get("version_type")
+    if version_type is not None and version_type not in ("internal", "external", "external_gte"):
+        raise bad_request(f"No version type match [{version_type}]", "illegal_argument_exception")
+    if "if_seq_no" in meta and "if_primary_term" not in meta:
+        raise invalid("ifSeqNo is set, but primary term is [0]")
+    if "if_primary_term" in meta and "if_seq_no" not in meta:
+        raise invalid(f"ifSeqNo is unassigned, but primary term is [{meta['if_primary_term']}]")
+    if "version" in meta and version_type in (None, "internal"):
+        raise invalid("internal versioning can not be used for optimistic concurrency control. "
+                      "Please use `if_seq_no` and `if_primary_term` instead")
+    if version_type in ("external", "external_gte") and "version" not in meta:
+        raise invalid(f"illegal version value [-3] for version type [{version_type.upper()}]")
+
+
 def _check_update(meta: dict[str, Any], body: Any, line: int) -> None:
     """Refuse, for the whole request as the engine does, an update the service cannot run."""
     if "version" in meta:
@@ -169,6 +189,7 @@ def parse_bulk(payload: bytes, default_index: str | None) -> list[BulkOp]:
             if action == "update":
                 _check_update(meta, source, i + 1)
         rest = {k: v for k, v in meta.items() if k not in ("_index", "_id")}
+        _check_meta(rest)
         ops.append(BulkOp(action, str(index), doc_id, rest, source))
         i += 1
     return ops
@@ -231,6 +252,7 @@ def single_op(action: str, index: str, doc_id: str | None, body: Any, params: Qu
         _check_id(doc_id)
     if action == "update":
         _check_update(meta, body, 1)
+    _check_meta(meta)
     return BulkOp(action, index, doc_id, meta, body), wp
 
 
@@ -498,6 +520,11 @@ async def _enqueue(ps: Polyseek, ops: list[BulkOp], wp: WriteParams, items: list
         return list(range(len(ops)))
     docs = {pos: _doc_with_id(ops[pos].id, ops[pos].source) for pos in queued}
     problems = await run_in_threadpool(_validate_all, ps, {pos: doc for pos, (_, doc) in docs.items()})
+    targets = {ops[pos].index for pos in queued}
+    unwritable = {index: err for index in targets if (err := await _write_target_problem(ps, index))}
+    for pos in queued:
+        if ops[pos].index in unwritable:
+            problems[pos] = unwritable[ops[pos].index]
     per_index: dict[str, dict[str, Any]] = defaultdict(dict)  # index -> id -> document (the last one wins)
     for pos in queued:
         op, (doc_id, doc) = ops[pos], docs[pos]
@@ -514,6 +541,31 @@ async def _enqueue(ps: Polyseek, ops: list[BulkOp], wp: WriteParams, items: list
             raise SearchError(503, "unavailable_queue_exception", f"ingest queue unavailable: {exc!r}") from exc
     queued_set = set(queued)
     return [pos for pos in range(len(ops)) if pos not in queued_set]
+
+
+_INVALID_INDEX_CHARS = '\\/*?"<>| ,#:'
+
+
+async def _write_target_problem(ps: Polyseek, index: str) -> dict[str, str] | None:
+    """Why the engine would refuse to write into ``index`` (a bad name, an alias without a write
+    index), checked before queueing, or None."""
+    if (index != index.lower() or index in (".", "..") or index.startswith(("_", "-", "+"))
+            or any(c in index for c in _INVALID_INDEX_CHARS) or len(index.encode()) > 255):
+        return {"type": "invalid_index_name_exception",
+                "reason": f"Invalid index name [{index}], must be lowercase, at most 255 bytes, not start with "
+                          f"'_', '-' or '+' and contain none of {_INVALID_INDEX_CHARS!r}"}
+    resp = await ps.engine.send("GET", f"/_alias/{index}")
+    if resp.status_code != 200:
+        return None  # no alias of that name: an index, made on first use
+    behind = [(name, body["aliases"][index]) for name, body in resp.json().items()
+              if isinstance(body, dict) and index in body.get("aliases", {})]
+    if any(meta.get("is_write_index") for _, meta in behind) or (
+            len(behind) == 1 and behind[0][1].get("is_write_index") is not False):
+        return None
+    return {"type": "illegal_argument_exception",
+            "reason": f"no write index is defined for alias [{index}]. The write index may be explicitly disabled "
+                      "using is_write_index=false or the alias points to multiple indices without one being "
+                      "designated as a write index"}
 
 
 def _validate_all(ps: Polyseek, docs: dict[int, Any]) -> dict[int, dict[str, str]]:

@@ -150,15 +150,22 @@ def test_bulk_matches_the_engine_in_order(eng, svc, pair):
     ])
 
 
-def test_request_level_errors_match_the_engine(eng, svc, pair):
+def test_request_level_errors_match_the_engine(eng, svc, pair, engine):
     run_both(eng, svc, pair, [
         ("POST", "/{i}/_bulk", [{"index": {"_id": "1", "foo": 1}}, {"title": "x"}], None),
         ("POST", "/{i}/_bulk", [{"update": {"_id": "1", "version": 3}}, {"doc": {"title": "x"}}], None),
         ("POST", "/{i}/_bulk", [{"update": {"_id": "1"}}, {"doc": {"title": "x"}, "foo": 1}], None),
         ("POST", "/{i}/_bulk", [{"index": {"_id": "x" * 513}}, {"title": "x"}], None),
+        ("POST", "/{i}/_bulk", [{"index": {"_id": "1", "version_type": "bogus", "version": 2}}, {"title": "x"}], None),
+        ("POST", "/{i}/_bulk", [{"index": {"_id": "1", "if_primary_term": 1}}, {"title": "x"}], None),
+        ("POST", "/{i}/_bulk", [{"index": {"_id": "1", "if_seq_no": 1}}, {"title": "x"}], None),
+        ("POST", "/{i}/_bulk", [{"delete": {"_id": "1", "version": 2}}], None),
+        ("POST", "/{i}/_bulk", [{"index": {"_id": "1", "version_type": "external"}}, {"title": "x"}], None),
         ("PUT", "/{i}/_doc/1", {"title": "x"}, {"foo": "1"}),
         ("PUT", "/{i}/_doc/1", {"title": "x"}, {"op_type": "upsert"}),
+        ("PUT", "/{i}/_doc/1", {"title": "x"}, {"version": "3"}),
     ])
+    assert not engine.index_exists(pair[1])  # refused before the service created anything
 
 
 def test_elasticsearch_client_contract(svc, index_name, engine):
@@ -214,13 +221,15 @@ def test_queued_mode_validates_now_and_keeps_per_id_order(worker, svc, index_nam
            {"index": {"_id": "q3"}}, {"title": ["not", "a", "string"]},
            {"index": {"_id": "q4"}}, {"title": "Office chair"},
            {"delete": {"_id": "q4"}},  # q4 runs synchronously, in order: it ends deleted
-           {"create": {"_id": "q5"}}, {"title": "Desk lamp"}]
+           {"create": {"_id": "q5"}}, {"title": "Desk lamp"},
+           {"index": {"_index": index_name.upper(), "_id": "q7"}}, {"title": "Kettle"}]  # engine refuses the name
     try:
         resp = send(svc, "POST", f"/{index_name}/_bulk", ops, headers=queued)
         assert resp.status_code == 200, resp.text
         items = [next(iter(item.values())) for item in resp.json()["items"]]
         assert resp.json()["errors"] is True
-        assert [i["status"] for i in items] == [202, 202, 400, 400, 201, 200, 201]
+        assert [i["status"] for i in items] == [202, 202, 400, 400, 201, 200, 201, 400]
+        assert items[-1]["error"]["type"] == "invalid_index_name_exception"
         assert items[0]["result"] == "queued" and "_version" not in items[0]
         single = send(svc, "PUT", f"/{index_name}/_doc/q6", {"title": "Frying pan"}, headers=queued)
         assert single.status_code == 202 and single.json()["result"] == "queued"
@@ -269,6 +278,11 @@ def test_alias_without_write_index_and_auto_ids(svc, eng, index_name, engine):
         direct, served = send(eng, "POST", "/_bulk", ops).json(), send(svc, "POST", "/_bulk", ops).json()
         assert served["errors"] is True
         assert comparable(served, "") == comparable(direct, "")
+        queued = send(svc, "POST", "/_bulk", ops, headers={"x-polyseek-write": "queued"}).json()
+        assert comparable(queued, "") == comparable(direct, "")  # checked before queueing
+        upper = [{"index": {"_index": index_name.upper(), "_id": "1"}}, {"title": "Chair"}]
+        direct, served = send(eng, "POST", "/_bulk", upper).json(), send(svc, "POST", "/_bulk", upper).json()
+        assert served["items"][0]["index"]["error"]["type"] == direct["items"][0]["index"]["error"]["type"]
         created = send(svc, "POST", f"/{names[0]}/_doc", {"title": "Lamp"}, {"refresh": "true"})
         assert created.status_code == 201 and created.json()["result"] == "created"
         doc_id = created.json()["_id"]
