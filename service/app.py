@@ -370,6 +370,8 @@ async def doc_write_endpoint(request: Request) -> Response:
     index = request.path_params["index"]
     path = request.url.path
     action = "create" if "/_create/" in path else "update" if "/_update/" in path else "index"
+    if action != "update" and not (await request.body()).strip():
+        raise SearchError(400, "parse_exception", "request body is required")
     body = await _read_json(request)
     op, wp = writes.single_op(action, index, request.path_params.get("id"), body, request.query_params, path)
     _check_write_indices(ps.settings, [op])

@@ -146,7 +146,11 @@ def _check_update(meta: dict[str, Any], body: Any, line: int) -> None:
 
 def parse_bulk(payload: bytes, default_index: str | None) -> list[BulkOp]:
     """The operations of a ``_bulk`` body, in order; a malformed line fails the whole request (as ES)."""
+    if not payload:
+        raise bad_request("request body is required", "parse_exception")
     lines = [ln for ln in payload.split(b"\n") if ln.strip()]
+    if not lines:
+        raise SearchError(400, "action_request_validation_exception", "Validation Failed: 1: no requests added;")
     ops: list[BulkOp] = []
     i = 0
     while i < len(lines):

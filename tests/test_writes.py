@@ -48,6 +48,9 @@ def pair(engine, index_name):
 
 def send(base: str, method: str, path: str, body: Any = None, params: dict | None = None,
          headers: dict | None = None) -> httpx.Response:
+    if isinstance(body, bytes):
+        return httpx.request(method, base + path, content=body, params=params,
+                             headers={**NDJSON, **(headers or {})}, timeout=300)
     if isinstance(body, list):  # NDJSON lines
         content = ("\n".join(json.dumps(line, ensure_ascii=False) for line in body) + "\n").encode()
         return httpx.request(method, base + path, content=content, params=params,
@@ -164,6 +167,10 @@ def test_request_level_errors_match_the_engine(eng, svc, pair, engine):
         ("PUT", "/{i}/_doc/1", {"title": "x"}, {"foo": "1"}),
         ("PUT", "/{i}/_doc/1", {"title": "x"}, {"op_type": "upsert"}),
         ("PUT", "/{i}/_doc/1", {"title": "x"}, {"version": "3"}),
+        ("PUT", "/{i}/_doc/1", b"", None),
+        ("POST", "/{i}/_update/1", b"", None),
+        ("POST", "/{i}/_bulk", b"", None),
+        ("POST", "/{i}/_bulk", b"\n\n", None),
     ])
     assert not engine.index_exists(pair[1])  # refused before the service created anything
 
