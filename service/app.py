@@ -60,6 +60,7 @@ class Polyseek:
         self._cross: dict[str, CrossEncoder] = {}
         self._log_tasks: set[asyncio.Task] = set()
         self._engine_client: EngineClient | None = None
+        self.pending = writes.PendingWrites()
 
     @property
     def engine_client(self) -> EngineClient:
@@ -380,6 +381,16 @@ async def doc_write_endpoint(request: Request) -> Response:
     return _json_answer(answer, search_mod.SearchOptions(filter_path=wp.filter_path, pretty=wp.pretty), status)
 
 
+async def settled_passthrough(request: Request) -> Response:
+    """GET/HEAD/DELETE of one document, ``_refresh``: first wait for what this service queued for
+    it (queued mode), then the engine answers as it would (real-time GET, per-id order)."""
+    ps: Polyseek = request.app.state.polyseek
+    index, doc_id = request.path_params.get("index"), request.path_params.get("id")
+    tasks = ps.pending.tasks_for([(index, doc_id)]) if doc_id is not None else ps.pending.tasks_of_indices(index)
+    await ps.pending.settle(tasks)
+    return await passthrough(request)
+
+
 async def ingest_status_endpoint(request: Request) -> Response:
     from pipelines.ingest.api import ingest_status
 
@@ -446,6 +457,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/{index}/_doc/{id}", doc_write_endpoint, methods=["PUT", "POST"]),
         Route("/{index}/_create/{id}", doc_write_endpoint, methods=["PUT", "POST"]),
         Route("/{index}/_update/{id}", doc_write_endpoint, methods=["POST"]),
+        Route("/{index}/_doc/{id}", settled_passthrough, methods=["GET", "HEAD", "DELETE"]),
+        Route("/{index}/_source/{id}", settled_passthrough, methods=["GET", "HEAD"]),
+        Route("/_refresh", settled_passthrough, methods=["GET", "POST"]),
+        Route("/{index}/_refresh", settled_passthrough, methods=["GET", "POST"]),
         Route("/{path:path}", passthrough, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]),
     ]
     async def elasticsearch_manners(request: Request, call_next):

@@ -13,7 +13,9 @@ plain ``index`` operations are validated here and put on the ingest queue instea
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import logging
 import time
 import uuid
 from collections import defaultdict
@@ -37,6 +39,8 @@ from service.errors import SearchError, bad_request, error_body
 if TYPE_CHECKING:
     from service.app import Polyseek
 
+log = logging.getLogger(__name__)
+
 WRITE_ACTIONS = ("index", "create", "delete", "update")
 QUEUED_HEADER = "x-polyseek-write"  # value "queued": plain index operations go through the ingest queue
 WRITE_TIMEOUT_S = 300.0  # one engine _bulk of a write request (refresh=wait_for waits for a refresh)
@@ -55,6 +59,82 @@ FORMAT_PARAMS = frozenset({"pretty", "human", "error_trace", "filter_path"})
 # accepted by Elasticsearch, refused here by name: an update's answer carries no document
 UNSUPPORTED_PARAMS = frozenset({"_source", "_source_includes", "_source_excludes", "lang"})
 _INT_META = ("version", "if_seq_no", "if_primary_term", "retry_on_conflict")
+PENDING_WAIT_S = 60.0  # how long a read or write of a queued id waits for its batch
+PENDING_PRUNE_AT = 256  # batches remembered before the finished ones are looked up and forgotten
+
+
+class PendingWrites:
+    """Ids this service process put on the queue whose batch it has not seen written.
+
+    A later GET, DELETE or synchronous write of such an id, or a ``_refresh`` of its index,
+    first waits (at most ``PENDING_WAIT_S``) for that batch: queued mode keeps the engine's
+    real-time GET and per-id order as far as this process can see.
+    """
+
+    def __init__(self) -> None:
+        self._task_of: dict[tuple[str, str], str] = {}
+        self._keys_of: dict[str, set[tuple[str, str]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._keys_of)
+
+    def add(self, index: str, ids: list[str], task_ids: list[str], batch_size: int) -> None:
+        """Remember ``ids`` (in the order they were enqueued, ``batch_size`` per task)."""
+        for n, doc_id in enumerate(ids):
+            task = task_ids[n // batch_size]
+            key = (index, doc_id)
+            self._forget_key(key)
+            self._task_of[key] = task
+            self._keys_of.setdefault(task, set()).add(key)
+
+    def tasks_for(self, keys: list[tuple[str, str | None]]) -> set[str]:
+        return {t for k in keys if (t := self._task_of.get(k)) is not None}  # type: ignore[arg-type]
+
+    def tasks_of_indices(self, expression: str | None) -> set[str]:
+        """Batches queued for the indices of an index expression (None: all)."""
+        if not expression or expression in ("_all", "*"):
+            return set(self._keys_of)
+        names = expression.split(",")
+        return {t for (index, _), t in self._task_of.items() if any(fnmatch.fnmatch(index, n) for n in names)}
+
+    async def settle(self, task_ids: set[str]) -> None:
+        """Wait for these batches (bounded; a failed or slow batch is logged, not raised), then forget them."""
+        if not task_ids:
+            return
+        await run_in_threadpool(_wait_quietly, sorted(task_ids))
+        for task in task_ids:
+            self._forget_task(task)
+
+    async def prune(self) -> None:
+        """Forget the batches already finished once many are remembered (bounded memory)."""
+        if len(self._keys_of) < PENDING_PRUNE_AT:
+            return
+        done = await run_in_threadpool(_finished, list(self._keys_of))
+        for task in done:
+            self._forget_task(task)
+
+    def _forget_task(self, task: str) -> None:
+        for key in self._keys_of.pop(task, set()):
+            if self._task_of.get(key) == task:
+                del self._task_of[key]
+
+    def _forget_key(self, key: tuple[str, str]) -> None:
+        task = self._task_of.pop(key, None)
+        if task is not None:
+            self._keys_of.get(task, set()).discard(key)
+
+
+def _wait_quietly(task_ids: list[str]) -> None:
+    try:
+        ingest.wait(task_ids, timeout_s=PENDING_WAIT_S)
+    except Exception as exc:  # noqa: BLE001 - the read goes on and answers what the engine holds
+        log.warning("queued batches %s not confirmed: %r", task_ids[:3], exc)
+
+
+def _finished(task_ids: list[str]) -> list[str]:
+    from pipelines.ingest.celery_app import app
+
+    return [t for t in task_ids if app.AsyncResult(t).ready()]
 
 
 @dataclass
@@ -299,6 +379,7 @@ async def execute(ps: Polyseek, ops: list[BulkOp], wp: WriteParams, path_index: 
     positions = list(range(len(ops)))
     if queued and not wp.refresh:
         positions = await _enqueue(ps, ops, wp, items)
+    await ps.pending.settle(ps.pending.tasks_for([ops[p].key for p in positions]))  # per-id order
     for segment in _segments(ops, positions):
         await _run_segment(ps, ops, segment, wp, path_index, items, {})
     errors = any("error" in body for item in items if item for body in item.values())
@@ -538,11 +619,15 @@ async def _enqueue(ps: Polyseek, ops: list[BulkOp], wp: WriteParams, items: list
         per_index[op.index].pop(doc_id, None)
         per_index[op.index][doc_id] = doc
         items[pos] = {"index": {"_index": op.index, "_id": doc_id, "status": 202, "result": "queued"}}
+    await ps.pending.settle(ps.pending.tasks_for([k for index, by_id in per_index.items() for k in
+                                                  ((index, i) for i in by_id)]))  # one order per id
+    await ps.pending.prune()
     for index, by_id in per_index.items():
         try:
-            await run_in_threadpool(ingest.enqueue, index, list(by_id.values()), ps.settings)
+            task_ids = await run_in_threadpool(ingest.enqueue, index, list(by_id.values()), ps.settings)
         except Exception as exc:  # noqa: BLE001 - broker down: nothing was accepted, the client retries
             raise SearchError(503, "unavailable_queue_exception", f"ingest queue unavailable: {exc!r}") from exc
+        ps.pending.add(index, list(by_id), task_ids, ps.settings.ingest_batch_size)
     queued_set = set(queued)
     return [pos for pos in range(len(ops)) if pos not in queued_set]
 
