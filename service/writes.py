@@ -74,6 +74,7 @@ class PendingWrites:
     def __init__(self) -> None:
         self._task_of: dict[tuple[str, str], str] = {}
         self._keys_of: dict[str, set[tuple[str, str]]] = {}
+        self._prune_at = PENDING_PRUNE_AT
 
     def __len__(self) -> int:
         return len(self._keys_of)
@@ -106,12 +107,13 @@ class PendingWrites:
             self._forget_task(task)
 
     async def prune(self) -> None:
-        """Forget the batches already finished once many are remembered (bounded memory)."""
-        if len(self._keys_of) < PENDING_PRUNE_AT:
+        """Forget the batches already finished once many are remembered (bounded memory; looked up
+        again only when the count has doubled, so a long backlog is not scanned on every request)."""
+        if len(self._keys_of) < self._prune_at:
             return
-        done = await run_in_threadpool(_finished, list(self._keys_of))
-        for task in done:
+        for task in await run_in_threadpool(_finished, list(self._keys_of)):
             self._forget_task(task)
+        self._prune_at = max(PENDING_PRUNE_AT, 2 * len(self._keys_of))
 
     def _forget_task(self, task: str) -> None:
         for key in self._keys_of.pop(task, set()):
@@ -121,20 +123,34 @@ class PendingWrites:
     def _forget_key(self, key: tuple[str, str]) -> None:
         task = self._task_of.pop(key, None)
         if task is not None:
-            self._keys_of.get(task, set()).discard(key)
+            self._keys_of[task].discard(key)
+            if not self._keys_of[task]:
+                del self._keys_of[task]
 
 
 def _wait_quietly(task_ids: list[str]) -> None:
+    """Poll the result backend until the batches are done or ``PENDING_WAIT_S`` passed (no pub/sub
+    consumer: safe from many threads at once); a batch not done by then is logged, not raised."""
+    deadline = time.monotonic() + PENDING_WAIT_S
+    left = list(task_ids)
     try:
-        ingest.wait(task_ids, timeout_s=PENDING_WAIT_S)
+        while left and time.monotonic() < deadline:
+            done = _finished(left)
+            left = [t for t in left if t not in done]
+            if left:
+                time.sleep(0.05)
     except Exception as exc:  # noqa: BLE001 - the read goes on and answers what the engine holds
-        log.warning("queued batches %s not confirmed: %r", task_ids[:3], exc)
+        log.warning("queued batches %s not confirmed: %r", left[:3], exc)
+        return
+    if left:
+        log.warning("queued batches %s not done after %.0f s", left[:3], PENDING_WAIT_S)
 
 
-def _finished(task_ids: list[str]) -> list[str]:
+def _finished(task_ids: list[str]) -> set[str]:
+    """The batches among ``task_ids`` that are done (written, or failed for good)."""
     from pipelines.ingest.celery_app import app
 
-    return [t for t in task_ids if app.AsyncResult(t).ready()]
+    return {t for t in task_ids if app.AsyncResult(t).ready()}
 
 
 @dataclass

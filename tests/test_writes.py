@@ -300,3 +300,17 @@ def test_alias_without_write_index_and_auto_ids(svc, eng, index_name, engine):
     finally:
         for name in names:
             engine.delete_index(name)
+
+
+def test_pending_writes_bookkeeping():
+    """Which queued batch each id waits on: the latest one, per index; forgotten once settled."""
+    from service.writes import PendingWrites
+
+    pending = PendingWrites()
+    pending.add("products", ["a", "b", "c"], ["t1", "t2"], batch_size=2)
+    pending.add("products", ["c"], ["t3"], batch_size=2)  # queued again: its newer batch counts
+    assert pending.tasks_for([("products", "a"), ("products", "c"), ("other", "a")]) == {"t1", "t3"}
+    assert pending.tasks_of_indices("prod*") == pending.tasks_of_indices(None) == {"t1", "t3"}
+    assert pending.tasks_of_indices("other") == set()
+    pending._forget_task("t1")
+    assert pending.tasks_for([("products", "a"), ("products", "b")]) == set() and len(pending) == 1
