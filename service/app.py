@@ -188,10 +188,19 @@ def _json_answer(data: Any, opts: search_mod.SearchOptions, status: int = 200) -
     """A JSON answer shaped by ``filter_path`` and ``pretty``."""
     if opts.filter_path:
         data = search_mod.filter_path(data, opts.filter_path)
-    if opts.pretty:
-        text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
-        return Response(text.encode(), status_code=status, media_type="application/json")
-    return JSONResponse(data, status_code=status)
+    return Response(_json_bytes(data, opts.pretty), status_code=status, media_type="application/json")
+
+
+def _json_bytes(data: Any, pretty: bool = False) -> bytes:
+    """UTF-8 JSON; text holding lone surrogates (valid JSON escapes a client may send, and the engine
+    stores and answers) stays escaped instead of failing the answer."""
+    layout: dict[str, Any] = {"indent": 2} if pretty else {"separators": (",", ":")}
+    try:
+        text = json.dumps(data, ensure_ascii=False, allow_nan=False, **layout)
+        out = text.encode("utf-8")
+    except UnicodeEncodeError:
+        out = json.dumps(data, ensure_ascii=True, allow_nan=False, **layout).encode("ascii")
+    return out + b"\n" if pretty else out
 
 
 def _default_index(settings: Settings) -> str:

@@ -203,6 +203,12 @@ def _check_meta(meta: dict[str, Any]) -> None:
     def invalid(reason: str) -> SearchError:
         return SearchError(400, "action_request_validation_exception", f"Validation Failed: 1: {reason};")
 
+    if "retry_on_conflict" in meta:
+        try:
+            meta["retry_on_conflict"] = int(str(meta["retry_on_conflict"]))
+        except ValueError:
+            raise bad_request(f"[retry_on_conflict] must be an integer, got [{meta['retry_on_conflict']}]",
+                              "illegal_argument_exception") from None
     version_type = meta.get("version_type")
     if version_type is not None and version_type not in ("internal", "external", "external_gte"):
         raise bad_request(f"No version type match [{version_type}]", "illegal_argument_exception")
@@ -435,11 +441,16 @@ def _doc_with_id(doc_id: str | None, source: Any) -> tuple[str, Any]:
 
 @dataclass
 class _Write:
-    """What one operation sends to the engine: action, metadata and the document to embed (or None)."""
+    """What one operation sends to the engine: action, metadata and the document to embed (deletes have none;
+    a document may be any JSON value, ``null`` included: validation answers it)."""
 
     action: str
     meta: dict[str, Any]
     doc: Any = None
+
+    @property
+    def has_doc(self) -> bool:
+        return self.action != "delete"
     from_read: bool = False  # an update whose if_seq_no comes from the service's own read (retryable)
 
 
@@ -469,7 +480,7 @@ async def _run_segment(ps: Polyseek, ops: list[BulkOp], segment: list[int], wp: 
             writes[pos] = _Write(op.action, {"_index": op.index, "_id": doc_id, **op.meta}, doc)
     jobs = {pos: (ops[pos].index, w.doc, not _truthy(w.meta.get("require_alias", wp.engine.get("require_alias",
                                                                                                  False))))
-            for pos, w in writes.items() if w.doc is not None}
+            for pos, w in writes.items() if w.has_doc}
     embedded = await run_in_threadpool(_embed, ps, jobs) if jobs else {}
     sent: list[int] = []
     lines: list[bytes] = []
@@ -477,14 +488,14 @@ async def _run_segment(ps: Polyseek, ops: list[BulkOp], segment: list[int], wp: 
         w = writes.get(pos)
         if w is None:
             continue
-        if w.doc is not None:
+        if w.has_doc:
             src = embedded[pos]
             if isinstance(src, _Failed):
                 items[pos] = _item_error(ops[pos], w.meta.get("_id"), src.status, src.error)
                 continue
-            lines += [json.dumps({w.action: w.meta}).encode(), json.dumps(src, ensure_ascii=False).encode()]
+            lines += [_line({w.action: w.meta}), _line(src)]
         else:
-            lines.append(json.dumps({w.action: w.meta}).encode())
+            lines.append(_line({w.action: w.meta}))
         sent.append(pos)
     if not sent:
         return
@@ -499,7 +510,7 @@ async def _run_segment(ps: Polyseek, ops: list[BulkOp], segment: list[int], wp: 
     for pos, item in zip(sent, data["items"]):
         (engine_action, body), = item.items()
         items[pos] = {"update" if ops[pos].action == "update" else engine_action: body}
-        limit = int(ops[pos].meta.get("retry_on_conflict", 0) or 0)
+        limit = ops[pos].meta.get("retry_on_conflict", 0)
         if (body.get("status") == 409 and writes[pos].from_read and attempts.get(pos, 0) < limit
                 and last_of[ops[pos].key] == pos):
             retry.append(pos)
@@ -507,6 +518,14 @@ async def _run_segment(ps: Polyseek, ops: list[BulkOp], segment: list[int], wp: 
         for pos in retry:
             attempts[pos] = attempts.get(pos, 0) + 1
         await _run_segment(ps, ops, retry, wp, path_index, items, attempts)
+
+
+def _line(value: Any) -> bytes:
+    """One NDJSON line for the engine: UTF-8, or ASCII escapes where the text holds lone surrogates."""
+    try:
+        return json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value).encode("ascii")
 
 
 # --- updates ------------------------------------------------------------------------------------------

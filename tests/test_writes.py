@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import strategies as st
 
 from tests.conftest import RUN
 
@@ -314,3 +315,90 @@ def test_pending_writes_bookkeeping():
     assert pending.tasks_of_indices("other") == set()
     pending._forget_task("t1")
     assert pending.tasks_for([("products", "a"), ("products", "b")]) == set() and len(pending) == 1
+
+
+def test_engine_down_write_is_503(settings):
+    """A write the engine cannot take answers 503 in Elasticsearch's shape; nothing is claimed written."""
+    from service.runner import free_port, serve_in_thread
+
+    url, stop = serve_in_thread(settings.model_copy(update={"engine_url": f"http://127.0.0.1:{free_port()}"}))
+    try:
+        for method, path, body in [("PUT", "/products/_doc/1", {"title": "Chair"}),
+                                   ("POST", "/products/_bulk", [{"delete": {"_id": "1"}}]),
+                                   ("POST", "/products/_update/1", {"doc": {"title": "x"}})]:
+            resp = send(url, method, path, body)
+            assert resp.status_code == 503 and resp.json()["error"]["root_cause"], resp.text
+    finally:
+        stop()
+
+
+_META_VALUES = {
+    "_id": st.one_of(st.sampled_from(["1", "2", "", "ü/\u4e2d", "x" * 600]), st.integers(-2, 3)),
+    "routing": st.sampled_from(["r1", "", 7]),
+    "version": st.one_of(st.integers(-1, 5), st.sampled_from(["x", None])),
+    "version_type": st.sampled_from(["internal", "external", "external_gte", "force", "bogus", 3]),
+    "if_seq_no": st.one_of(st.integers(-3, 3), st.just("x")),
+    "if_primary_term": st.one_of(st.integers(-1, 2), st.just([])),
+    "retry_on_conflict": st.one_of(st.integers(-1, 3), st.sampled_from(["x", "2", None])),
+    "op_type": st.sampled_from(["create", "index", "upsert"]),
+    "require_alias": st.sampled_from([True, False, "yes"]),
+    "unknown_key": st.just(1),
+}
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=False, width=32),
+                     st.text(max_size=12), st.just("\ud800 lone surrogate"))
+_JSON = st.recursive(_SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                       st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+                     max_leaves=8)
+_DOCS = st.one_of(st.fixed_dictionaries({"title": st.sampled_from(["Oak chair", "Lampe"])}, optional={
+    "brand": _JSON, "description": _SCALARS, "price": _SCALARS, "id": _SCALARS, "lang": _SCALARS,
+    "attributes": _JSON}))
+_UPDATES = st.one_of(st.fixed_dictionaries({"doc": _DOCS}, optional={
+    "upsert": _DOCS, "doc_as_upsert": _SCALARS, "detect_noop": _SCALARS, "script": _JSON,
+    "_source": _SCALARS, "bogus": _SCALARS}))
+
+
+@st.composite
+def _bulk_bodies(draw) -> tuple[list, int]:
+    """NDJSON lines of a bulk body and the number of operations in it."""
+    lines: list = []
+    n_ops = draw(st.integers(1, 4))
+    for _ in range(n_ops):
+        action = draw(st.sampled_from(["index"] * 6 + ["create", "delete", "upsert"] + ["update"] * 6))
+        # hypothesis favours small draws: 0 is the ordinary case, the top value the odd one
+        meta = {} if draw(st.integers(0, 4)) == 4 else {"_id": draw(st.sampled_from(["1", "2", "3"]))}
+        if draw(st.integers(0, 4)) == 4:  # now and then one more key, of any value
+            key = draw(st.sampled_from(sorted(_META_VALUES)))
+            meta[key] = draw(_META_VALUES[key])
+        lines.append({action: meta})
+        if action != "delete":
+            rare = draw(st.integers(0, 5)) == 5  # a body of any shape, now and then
+            lines.append(draw(_JSON if rare else _UPDATES if action == "update" else _DOCS))
+    return lines, n_ops
+
+
+def test_fuzzed_writes_never_5xx(worker, svc, index_name, engine):
+    """Bodies of any shape: never a 5xx, every 4xx in Elasticsearch's error shape, one item per operation
+    (the worker runs: a queued id that a later operation touches is waited for)."""
+    from hypothesis import HealthCheck, given, settings as hsettings
+
+    @hsettings(max_examples=60, deadline=None, derandomize=True,
+               suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @given(_bulk_bodies(), st.sampled_from([{}, {"refresh": "true"}, {"routing": "r"}, {"refresh": "maybe"}]),
+           st.sampled_from([{}, {"x-polyseek-write": "queued"}]))
+    def check(body: tuple[list, int], params: dict, headers: dict) -> None:
+        lines, n_ops = body
+        content = ("\n".join(json.dumps(line) for line in lines) + "\n").encode()
+        resp = httpx.post(f"{svc}/{index_name}/_bulk", content=content, params=params,
+                          headers={**NDJSON, **headers}, timeout=300)
+        assert resp.status_code < 500, (lines, resp.text)
+        data = resp.json()
+        if resp.status_code >= 400:
+            assert data["status"] == resp.status_code and data["error"]["root_cause"][0]["type"], data
+        else:
+            assert len(data["items"]) == n_ops, (lines, data)
+            assert all(isinstance(body["status"], int) for item in data["items"] for body in item.values())
+
+    try:
+        check()
+    finally:
+        engine.delete_index(index_name)

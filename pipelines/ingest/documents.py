@@ -71,9 +71,15 @@ def validate(raw: Any, *, max_bytes: int) -> Product:
     if not isinstance(doc_id, (str, int)) or isinstance(doc_id, bool):
         raise DocumentError(str(doc_id), "illegal_argument_exception", "'id' must be a string or an integer")
     doc_id = str(doc_id)
+    text = json.dumps(raw, ensure_ascii=False)
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate (a JSON escape like \ud800): no engine write could carry it
+        encodable = doc_id.encode("utf-8", "replace").decode() == doc_id
+        raise DocumentError(doc_id if encodable else None, "mapper_parsing_exception",
+                            "document holds text that is not valid UTF-8 (a lone surrogate)") from None
     if len(doc_id.encode()) > 512:
         raise DocumentError(doc_id[:64], "illegal_argument_exception", "'id' is longer than 512 bytes")
-    size = len(json.dumps(raw, ensure_ascii=False).encode("utf-8", "surrogatepass"))
     if size > max_bytes:
         raise DocumentError(doc_id, "document_too_large", f"document is {size} bytes, the limit is {max_bytes}")
     for field in TEXT_FIELDS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -51,10 +52,20 @@ def dead_letter(engine: EngineClient, index: str, task_id: str | None, rejected:
         docs.append((dl_id, {"@timestamp": _now(), "index": index, "doc_id": err.doc_id, "task_id": task_id,
                              "stage": "validate" if err.error_type != "engine_rejected" else "index",
                              "error_type": err.error_type, "reason": err.reason,
-                             "source": raw if isinstance(raw, dict) else {"raw": str(raw)[:10000]}}))
+                             "source": raw if isinstance(raw, dict) and _utf8(raw)
+                             else {"raw": json.dumps(raw)[:10000]}}))
     failures = [r for r in engine.bulk_index(dl_index, docs) if not r.ok]
     if failures:
         raise EngineUnavailable(f"dead-letter write failed: {failures[0].error}")
+
+
+def _utf8(value: Any) -> bool:
+    """Whether ``value`` can be written as UTF-8 JSON (no lone surrogates)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def record_status(engine: EngineClient, index: str, task_id: str, **fields: Any) -> None:
