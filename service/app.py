@@ -1,8 +1,9 @@
 """The Polyseek query service: the Elasticsearch REST API in front of the engine.
 
 ``create_app()`` builds the ASGI app; ``polyseek serve`` runs it with uvicorn.
-Searches with retrievers or the hybrid shorthand run here; write paths go to
-the ingest queue; everything else passes through to the engine.
+Searches with retrievers or the hybrid shorthand run here; writes are embedded
+here and sent to the engine in order (or, on request, queued: ``service.writes``);
+everything else passes through to the engine.
 """
 
 from __future__ import annotations
