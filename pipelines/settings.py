@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     index_prefix: str = Field("", description="Prefix for every index Polyseek creates.")
     dead_letter_index: str = Field("polyseek-dead-letter")
     query_log_index: str = Field("polyseek-query-log")
+    feedback_index: str = Field("polyseek-feedback", description="Clicks/orders against searches "
+                                "(POST /_polyseek/feedback); `models finetune --from-query-log` reads it.")
 
     # --- models ---------------------------------------------------------------------
     model_dir: Path | None = Field(None, description="Model cache; default cache_dir/models.")

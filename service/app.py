@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import time
+import uuid
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Any
@@ -29,9 +30,10 @@ from starlette.routing import Route
 from pipelines.encoders.cross import CrossEncoder, open_cross_encoder
 from pipelines.encoders.dense import TextEncoder, open_encoder
 from pipelines.engine.client import EngineClient
-from pipelines.engine.dialect import dialect_for, models_of
+from pipelines.engine.dialect import dialect_for, load_template, models_of
 from pipelines.ingest.documents import detect_language
 from pipelines.settings import Settings, get_settings
+from service import feedback
 from service import search as search_mod
 from service import writes
 from service.engine_proxy import AsyncEngine
@@ -153,11 +155,14 @@ class Polyseek:
             log.warning("query log write failed: %r", exc)
 
     async def ensure_log_index(self) -> None:
-        try:
-            await self.engine.send("PUT", f"/{self.settings.query_log_index}",
-                                   json_body=self.dialect.query_log_index_body())
-        except SearchError as exc:
-            log.warning("query log index not created: %s", exc.reason)
+        """The query-log and feedback indices with their mappings (an existing one is kept)."""
+        for index, body in ((self.settings.query_log_index, self.dialect.query_log_index_body()),
+                            (self.settings.feedback_index, load_template("component/feedback.json")["template"])):
+            try:
+                await self.engine.send("PUT", f"/{index}", json_body=body)
+            except SearchError as exc:
+                if exc.error_type != "resource_already_exists_exception":
+                    log.warning("index %s not created: %s", index, exc.reason)
 
 
 def _index_allowed(settings: Settings, index_expr: str) -> bool:
@@ -218,8 +223,43 @@ async def search_endpoint(request: Request) -> Response:
     body, opts = search_mod.apply_url_params(body, request.query_params, request.url.path)
     ctx, defaults = await ps.context(index)
     response, record = await search_mod.execute(body, ctx, defaults, opts)
+    search_id = uuid.uuid4().hex
+    record = {**record, "search_id": search_id, "opaque_id": request.headers.get("x-opaque-id")}
     ps.log_query(index, record, 200)
-    return _json_answer(response, opts)
+    answer = _json_answer(response, opts)
+    answer.headers[feedback.SEARCH_ID_HEADER] = search_id
+    return answer
+
+
+async def feedback_endpoint(request: Request) -> Response:
+    """``POST /_polyseek/feedback``: clicks/orders against logged searches (see :mod:`service.feedback`)."""
+    ps: Polyseek = request.app.state.polyseek
+    events = feedback.parse_feedback(await _read_json(request))
+    for e in events:
+        if e.index and not _index_allowed(ps.settings, e.index):
+            raise SearchError(403, "security_exception", f"index [{e.index}] is not allowed")
+    if ps._log_tasks:  # this process's own query-log writes land first
+        await asyncio.gather(*list(ps._log_tasks), return_exceptions=True)
+    log_index = ps.settings.query_log_index
+    lookup = feedback.log_lookup_query(events)
+
+    async def searches() -> list[dict[str, Any]]:
+        resp = await ps.engine.send("POST", f"/{log_index}/_search", json_body=lookup,
+                                    params={"ignore_unavailable": "true"})
+        return [h["_source"] for h in resp.json().get("hits", {}).get("hits", [])]
+
+    try:
+        docs = feedback.feedback_documents(events, await searches())
+    except SearchError:
+        await ps.engine.send("POST", f"/{log_index}/_refresh", params={"ignore_unavailable": "true"})
+        docs = feedback.feedback_documents(events, await searches())
+    lines = b"".join(_json_bytes({"index": {}}) + b"\n" + _json_bytes(d) + b"\n" for d in docs)
+    resp = await ps.engine.send("POST", f"/{ps.settings.feedback_index}/_bulk", content=lines,
+                                params={"refresh": request.query_params.get("refresh", "false")})
+    result = resp.json()
+    if result.get("errors"):
+        raise SearchError(500, "exception", "feedback not stored: " + json.dumps(result["items"][0])[:300])
+    return JSONResponse({"acknowledged": True, "recorded": len(docs)}, status_code=201)
 
 
 # URL parameters of _msearch (all go to the engine's _msearch; the service applies the answer-shaping
@@ -457,6 +497,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes = [
         Route("/_polyseek/ingest/status", ingest_status_endpoint, methods=["GET"]),
         Route("/{index}/_polyseek/ingest/status", ingest_status_endpoint, methods=["GET"]),
+        Route("/_polyseek/feedback", feedback_endpoint, methods=["POST"]),
         Route("/_search", search_endpoint, methods=["GET", "POST"]),
         Route("/{index}/_search", search_endpoint, methods=["GET", "POST"]),
         Route("/_msearch", msearch_endpoint, methods=["GET", "POST"]),

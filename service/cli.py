@@ -115,13 +115,21 @@ def _finetune(args: argparse.Namespace, base, model_dir: Path) -> int:
         docs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         pairs += ft.catalog_pairs(docs, group_key=args.group_key)
         notes.append(f"catalog {path.name}")
+    if args.from_query_log:
+        from pipelines.engine.client import EngineClient
+        from pipelines.models.feedback_pairs import query_log_pairs
+
+        with EngineClient(get_settings()) as engine:
+            logged = query_log_pairs(engine, get_settings())
+        pairs += logged
+        notes.append(f"query-log feedback ({len(logged)} pairs)")
     if args.data:
         from pipelines.models.training_data import shared_training_pairs
 
         pairs += shared_training_pairs(args.data)
         notes.append("shared data training split (taxonomy ids % 5 != 0, IKEA train)")
     if not pairs:
-        print("no pairs: give --pairs, --catalog or --data", file=sys.stderr)
+        print("no pairs: give --pairs, --catalog, --from-query-log or --data", file=sys.stderr)
         return 2
     cfg = ft.FinetuneConfig(method=args.method, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                             max_length=args.max_length, time_budget_s=args.minutes * 60 if args.minutes else None,
@@ -261,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train-reranker / finetune: wall-clock budget (train-reranker default 25)")
     p.add_argument("--pairs", type=Path, action="append", help="finetune: JSONL pairs (query, positive[, negative])")
     p.add_argument("--catalog", type=Path, action="append", help="finetune: JSONL catalog to derive pairs from")
+    p.add_argument("--from-query-log", action="store_true",
+                   help="finetune: pairs from clicks/orders recorded with POST /_polyseek/feedback")
     p.add_argument("--group-key", help="finetune: catalog field shared by one product's language versions")
     p.add_argument("--method", default="lora", choices=["lora", "top", "full"], help="finetune: what trains")
     p.add_argument("--epochs", type=float, default=1.0, help="finetune: passes over the pairs")

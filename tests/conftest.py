@@ -20,6 +20,7 @@ os.environ.setdefault("POLYSEEK_QUEUE_VISIBILITY_TIMEOUT_S", "8")
 os.environ["POLYSEEK_DEAD_LETTER_INDEX"] = f"test-{RUN}-dead-letter"
 os.environ["POLYSEEK_STATUS_INDEX"] = f"test-{RUN}-ingest-status"
 os.environ["POLYSEEK_QUERY_LOG_INDEX"] = f"test-{RUN}-query-log"
+os.environ["POLYSEEK_FEEDBACK_INDEX"] = f"test-{RUN}-feedback"
 os.environ["POLYSEEK_INGEST_BATCH_SIZE"] = "16"
 
 from pipelines.settings import Settings, get_settings  # noqa: E402

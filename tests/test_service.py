@@ -321,3 +321,34 @@ def test_request_too_large(settings):
         assert resp.status_code == 413 and resp.json()["error"]["type"] == "content_too_long_exception"
     finally:
         stop()
+
+
+def test_feedback_against_a_search_becomes_a_training_pair(es, catalog, service_url, engine, settings):
+    from pipelines.models.feedback_pairs import query_log_pairs
+
+    resp = es.options(opaque_id="shopper-42").search(index=catalog, query={"hybrid": {"query": "kabellose Kopfhörer"}})
+    search_id = resp.meta.headers["x-polyseek-search-id"]
+    assert len(search_id) == 32 and resp["hits"]["hits"]
+    clicked = resp["hits"]["hits"][0]["_id"]
+    answer = httpx.post(f"{service_url}/_polyseek/feedback?refresh=true",
+                        json={"search_id": search_id, "doc_id": clicked, "position": 1})
+    assert answer.status_code == 201, answer.text
+    by_opaque = httpx.post(f"{service_url}/_polyseek/feedback?refresh=true",
+                           json={"events": [{"opaque_id": "shopper-42", "doc_id": "hp-en", "event": "order"}]})
+    assert by_opaque.status_code == 201 and by_opaque.json()["recorded"] == 1
+    pairs = {(p.query, p.group) for p in query_log_pairs(engine, settings)}
+    assert ("kabellose Kopfhörer", f"{catalog}/{clicked}") in pairs and ("kabellose Kopfhörer", f"{catalog}/hp-en") in pairs
+
+
+@pytest.mark.parametrize("body, status", [
+    ({"doc_id": "x"}, 400),                                    # no search key
+    ({"search_id": "a", "doc_id": "x", "event": "like"}, 400),  # unknown event
+    ({"search_id": "a", "doc_id": "x", "bogus": 1}, 400),       # unknown field
+    ([1, 2], 400),
+    ({"search_id": "no-such-search", "doc_id": "x"}, 404),
+])
+def test_feedback_bad_input_is_a_4xx_in_elasticsearch_shape(service_url, body, status):
+    answer = httpx.post(f"{service_url}/_polyseek/feedback", json=body)
+    assert answer.status_code == status, answer.text
+    error = answer.json()["error"]
+    assert error["root_cause"][0]["type"] == error["type"] and error["reason"]
