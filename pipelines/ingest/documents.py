@@ -48,8 +48,13 @@ class Product:
 
     def embedding_text(self) -> str:
         """What the dense and sparse encoders see: title, brand, category, description."""
-        parts = [self.source.get(f) for f in ("title", "brand", "category", "description")]
-        return " \n".join(str(p) for p in parts if p)
+        return embedding_text(self.source)
+
+
+def embedding_text(source: dict[str, Any]) -> str:
+    """The text a product is embedded as (title, brand, category, description); training pairs use it too."""
+    parts = [source.get(f) for f in ("title", "brand", "category", "description")]
+    return " \n".join(str(p) for p in parts if p)
 
 
 def detect_language(text: str, min_score: float = 0.3) -> str:

@@ -86,9 +86,10 @@ def read_jsonl_pairs(path: Path) -> list[Pair]:
 
 
 def passage_text(doc: dict[str, Any]) -> str:
-    """The text a worker embeds for a product (title, brand, category, description)."""
-    parts = [doc.get(f) for f in ("title", "brand", "category", "description")]
-    return " \n".join(str(p) for p in parts if p)
+    """The text a worker embeds for a product: training passages must look like indexed ones."""
+    from pipelines.ingest.documents import embedding_text
+
+    return embedding_text(doc)
 
 
 def catalog_pairs(docs: Iterable[dict[str, Any]], *, group_key: str | None = None, seed: int = 7) -> list[Pair]:
