@@ -79,7 +79,9 @@ class Settings(BaseSettings):
 
     # --- models ---------------------------------------------------------------------
     model_dir: Path | None = Field(None, description="Model cache; default cache_dir/models.")
-    dense_model: str = Field("multilingual-e5-small", description="Dense encoder name in model_dir.")
+    dense_model: str = Field(
+        "polyseek-e5-small", description="Dense encoder name in model_dir. Default: multilingual-e5-small with "
+        "the shipped catalog adapter (pipelines/models/adapters); 'multilingual-e5-small' is the plain model.")
     dense_dims: int = Field(384)
 
     @property

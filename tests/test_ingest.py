@@ -30,13 +30,13 @@ def dead_letters(engine, settings, index: str) -> list[dict]:
     return [h["_source"] for h in resp["hits"]["hits"]]
 
 
-def test_ingest_writes_vectors_language_fields_and_unknown_fields(worker, engine, index_name):
+def test_ingest_writes_vectors_language_fields_and_unknown_fields(worker, engine, index_name, settings):
     docs = products(20, "p")
     results = api.wait(api.enqueue(index_name, docs))
     assert sum(r["indexed"] for r in results) == 20
     src = engine.request("GET", f"/{index_name}/_doc/p-1")["_source"]
     assert src["lang"] == "de" and src["title_de"] == docs[1]["title"]
-    assert len(src["embedding"]) == 384 and src["model"]["dense"].startswith("multilingual-e5-small")
+    assert len(src["embedding"]) == 384 and src["model"]["dense"].startswith(settings.dense_model)
     assert src["extra_field"] == {"k": 1}
     status = api.ingest_status(index_name)[index_name]
     assert status["indexed"] == 20 and status["batches_done"] == status["batches"]

@@ -269,13 +269,14 @@ def finetune(base: ModelPaths, out: ModelPaths, pairs: list[Pair], cfg: Finetune
     model.eval()
     if cfg.method == "lora":
         if adapter_dir is not None:
-            save_adapter(model, adapter_dir, stats)
+            hub_id = card.source if "/" in card.source and " " not in card.source else card.name
+            save_adapter(model, adapter_dir, stats, hub_id)
         model = model.merge_and_unload()
     save_model(model, base, out, card, {"finetune": stats})
     return stats
 
 
-def save_adapter(peft_model, adapter_dir: Path, stats: dict[str, Any]) -> None:
+def save_adapter(peft_model, adapter_dir: Path, stats: dict[str, Any], base_name: str) -> None:
     """The LoRA adapter alone, in fp16 (``adapter_model.safetensors`` + ``adapter_config.json``)."""
     import torch
 
@@ -283,6 +284,12 @@ def save_adapter(peft_model, adapter_dir: Path, stats: dict[str, Any]) -> None:
     adapter_dir.mkdir(parents=True, exist_ok=True)
     peft_model.save_pretrained(adapter_dir)
     from safetensors.torch import load_file, save_file
+
+    config_file = adapter_dir / "adapter_config.json"  # name the base, not this machine's cache path
+    config = json.loads(config_file.read_text())
+    config["base_model_name_or_path"] = base_name
+    config_file.write_text(json.dumps(config, indent=2) + "\n")
+    (adapter_dir / "README.md").unlink(missing_ok=True)  # peft's hub template; training.json is the card
 
     weights = adapter_dir / "adapter_model.safetensors"
     save_file({k: v.to(torch.float16) for k, v in load_file(weights).items()}, weights)
