@@ -13,6 +13,7 @@ from pathlib import Path
 from pipelines.models.training_data import TAXONOMY_LOCALES, is_eval_id, read_ikea, read_taxonomy
 
 QUERY_LANGS = ("de", "fr", "es", "ja", "zh")
+MONO_LANGS = ("en", *QUERY_LANGS)
 
 
 @dataclass
@@ -30,7 +31,8 @@ class Benchmark:
 
 
 def taxonomy_xling(data_dir: Path, *, pool: str = "en", queries_per_lang: int | None = None,
-                   distractors: int | None = None, seed: int = 13, split: str = "eval") -> Benchmark:
+                   distractors: int | None = None, seed: int = 13, split: str = "eval",
+                   query_langs: tuple[str, ...] = QUERY_LANGS) -> Benchmark:
     """Category leaves in de/fr/es/ja/zh retrieve the category (same id: grade 2, parent/children: 1).
 
     ``pool="en"``: the corpus is the English taxonomy; ``"mixed"``: every locale's.
@@ -51,7 +53,7 @@ def taxonomy_xling(data_dir: Path, *, pool: str = "en", queries_per_lang: int | 
 
     bench = Benchmark(f"taxonomy-xling-{pool}" + ("-train" if split == "train" else ""))
     qids_by_lang = {}
-    for lang in QUERY_LANGS:
+    for lang in query_langs:
         ids = sorted(cid for cid in tax[lang] if is_eval_id(cid) == (split == "eval") and cid in en)
         rng.shuffle(ids)
         qids_by_lang[lang] = ids[:queries_per_lang] if queries_per_lang else ids
@@ -79,6 +81,21 @@ def taxonomy_xling(data_dir: Path, *, pool: str = "en", queries_per_lang: int | 
                 bench.corpus[f"{cid}-{dl}"] = {"id": f"{cid}-{dl}", "title": levels[-1],
                                                "category": " > ".join(levels), "lang": dl}
     return bench
+
+
+def monolingual(bench: Benchmark) -> Benchmark:
+    """The same corpus and queries with only same-language documents relevant (where BM25 should matter).
+
+    Every locale's query (English too) must find its category in its own language among
+    the five other languages' versions of it and of everything else.
+    """
+    mono = Benchmark(bench.name.replace("taxonomy-xling-mixed", "taxonomy-mono"), corpus=bench.corpus,
+                     own_doc=bench.own_doc)
+    for qid, (text, lang) in bench.queries.items():
+        rel = {d: g for d, g in bench.qrels[qid].items() if bench.doc_lang(d) == lang}
+        if rel:
+            mono.queries[qid], mono.qrels[qid] = (text, lang), rel
+    return mono
 
 
 def ikea_xling(data_dir: Path, *, limit: int | None = None, split: str = "val") -> Benchmark:
@@ -111,7 +128,7 @@ def ikea_xling(data_dir: Path, *, limit: int | None = None, split: str = "val") 
     return bench
 
 
-BENCHMARKS = ("taxonomy-xling", "taxonomy-xling-mixed", "ikea-xling")
+BENCHMARKS = ("taxonomy-xling", "taxonomy-xling-mixed", "taxonomy-mono", "ikea-xling")
 
 
 def load(name: str, data_dir: Path, *, small: bool = False, limit: int | None = None) -> Benchmark:
@@ -123,6 +140,9 @@ def load(name: str, data_dir: Path, *, small: bool = False, limit: int | None = 
     if name == "taxonomy-xling-mixed":
         return taxonomy_xling(data_dir, pool="mixed", queries_per_lang=12 if small else limit,
                               distractors=60 if small else None)
+    if name == "taxonomy-mono":  # the mixed pool with a cap on distractors, same-language relevance only
+        return monolingual(taxonomy_xling(data_dir, pool="mixed", queries_per_lang=12 if small else limit,
+                                          distractors=60 if small else 1000, query_langs=MONO_LANGS))
     if name == "ikea-xling":
         return ikea_xling(data_dir, limit=20 if small else limit)
     raise ValueError(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")

@@ -32,10 +32,10 @@ LEAVES = ("bm25", "knn", "sparse")
 WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0)
 
 
-def candidates() -> list[dict[str, Any]]:
+def candidates(with_sparse: bool = True) -> list[dict[str, Any]]:
     """Every fusion configuration tried; knn's weight is fixed at 1 (the others are relative)."""
     out = []
-    for bm25, sparse in itertools.product(WEIGHTS, WEIGHTS):
+    for bm25, sparse in itertools.product(WEIGHTS, WEIGHTS if with_sparse else (0.0,)):
         weights = {"bm25": bm25, "knn": 1.0, "sparse": sparse}
         out += [{"fusion": "rrf", "rank_constant": k, "weights": weights} for k in (10, 60)]
         out += [{"fusion": "linear", "normalizer": n, "weights": weights} for n in ("minmax", "zscore")]
@@ -72,29 +72,47 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench/results/fusion-tuning.json"))
     args = parser.parse_args(argv)
     settings = get_settings()
-    benches = [datasets.taxonomy_xling(args.data, pool="mixed", queries_per_lang=args.queries,
-                                       distractors=args.distractors, split="train"),
-               datasets.ikea_xling(args.data, limit=args.pairs, split="train")]
+    taxonomy = datasets.taxonomy_xling(args.data, pool="mixed", queries_per_lang=args.queries,
+                                       distractors=args.distractors, split="train",
+                                       query_langs=datasets.MONO_LANGS)
+    ingested = [taxonomy, datasets.ikea_xling(args.data, limit=args.pairs, split="train")]
     window = settings.rank_window_size
     runs: dict[str, dict[str, dict]] = {}
-    for bench in benches:
+    sparse = True
+    for bench in ingested:
         index = f"tune-{bench.name}"
         with served(bench, index, settings, args.out.parent, reuse_index=True) as (es, _):
-            leaf_methods = {m.name: m for m in methods(EVAL_FIELDS, sparse=True, reranker=None) if m.name in LEAVES}
+            from service.app import Polyseek
+
+            sparse = Polyseek(settings).dense(None).has_sparse
+            leaf_methods = {m.name: m for m in methods(EVAL_FIELDS, sparse=sparse, reranker=None)
+                            if m.name in LEAVES}
             runs[bench.name] = {name: run_method(es, index, bench, m)[0] for name, m in leaf_methods.items()}
+    # the taxonomy pool is scored twice: cross-lingual (non-English queries, every language relevant)
+    # and monolingual (every locale's query, only its own language relevant: where BM25 should matter)
+    xling = datasets.Benchmark(taxonomy.name, corpus=taxonomy.corpus, own_doc=taxonomy.own_doc,
+                               queries={q: v for q, v in taxonomy.queries.items() if v[1] != "en"},
+                               qrels={q: r for q, r in taxonomy.qrels.items() if taxonomy.queries[q][1] != "en"})
+    mono = datasets.monolingual(taxonomy)
+    runs[mono.name] = runs[taxonomy.name]
+    benches = [xling, mono, ingested[1]]
     rows = []
-    for config in tqdm(candidates(), desc="fusions", unit="config"):
+    for config in tqdm(candidates(sparse), desc="fusions", unit="config"):
         per_bench = {b.name: score(b, fuse(config, runs[b.name], window))["all"]["ndcg@10"] for b in benches}
         rows.append({"config": config, "ndcg@10": per_bench, "mean": round(sum(per_bench.values()) / len(per_bench), 4)})
-    baselines = {name: {b.name: score(b, runs[b.name][name])["all"]["ndcg@10"] for b in benches} for name in LEAVES}
-    rows.sort(key=lambda r: -r["mean"])
+    baselines = {name: {b.name: score(b, runs[b.name][name])["all"]["ndcg@10"] for b in benches}
+                 for name in LEAVES if name in runs[benches[0].name]}
+    best_leaf = {b.name: max(res[b.name] for res in baselines.values()) for b in benches}
+    for r in rows:  # the rule of issue 11: no worse than the best single leaf on any set
+        r["no_worse_than_best_leaf"] = all(r["ndcg@10"][n] >= best_leaf[n] - 0.002 for n in best_leaf)
+    rows.sort(key=lambda r: (not r["no_worse_than_best_leaf"], -r["mean"]))
     names = [b.name for b in benches]
     lines = [f"{'configuration':<44}" + "".join(f"{n:>26}" for n in names) + f"{'mean':>8}"]
     for name, res in baselines.items():
         lines.append(f"{name + ' alone':<44}" + "".join(f"{res[n]:>26.4f}" for n in names)
                      + f"{sum(res.values()) / len(res):>8.4f}")
-    default = next(r for r in rows if r["config"] == {"fusion": "rrf", "rank_constant": 60,
-                                                      "weights": {"bm25": 1.0, "knn": 1.0, "sparse": 1.0}})
+    equal = {"bm25": 1.0, "knn": 1.0, "sparse": 1.0 if sparse else 0.0}
+    default = next(r for r in rows if r["config"] == {"fusion": "rrf", "rank_constant": 60, "weights": equal})
     for label, r in [("equal-weight rrf k=60", default)] + [(describe(r["config"]), r) for r in rows[:10]]:
         lines.append(f"{label:<44}" + "".join(f"{r['ndcg@10'][n]:>26.4f}" for n in names) + f"{r['mean']:>8.4f}")
     best = rows[0]["config"]
