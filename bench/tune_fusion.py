@@ -37,8 +37,10 @@ def candidates(with_sparse: bool = True) -> list[dict[str, Any]]:
     out = []
     for bm25, sparse in itertools.product(WEIGHTS, WEIGHTS if with_sparse else (0.0,)):
         weights = {"bm25": bm25, "knn": 1.0, "sparse": sparse}
-        out += [{"fusion": "rrf", "rank_constant": k, "weights": weights} for k in (10, 60)]
-        out += [{"fusion": "linear", "normalizer": n, "weights": weights} for n in ("minmax", "zscore")]
+        for gate in (None, 10):
+            out += [{"fusion": "rrf", "rank_constant": k, "weights": weights, "gate": gate} for k in (10, 60)]
+            out += [{"fusion": "linear", "normalizer": n, "weights": weights, "gate": gate}
+                    for n in ("minmax", "l2_norm", "zscore")]
     return out
 
 
@@ -49,6 +51,9 @@ def fuse(config: dict[str, Any], leaves: dict[str, dict[str, dict[str, float]]],
     for qid in leaves["knn"]:
         lists = [list(leaves[n].get(qid, {}).items()) for n in names]
         weights = [config["weights"][n] for n in names]
+        if config.get("gate"):  # the query-adaptive rule: lexical leaves count when kNN agrees on their top hit
+            weights = fusion.agreement_weights(lists, weights, [n != "knn" for n in names], names.index("knn"),
+                                               config["gate"])
         if config["fusion"] == "rrf":
             ranked = fusion.rrf(lists, config["rank_constant"], window, weights)
         else:
@@ -60,7 +65,8 @@ def fuse(config: dict[str, Any], leaves: dict[str, dict[str, dict[str, float]]],
 def describe(config: dict[str, Any]) -> str:
     w = config["weights"]
     extra = f"k={config['rank_constant']}" if config["fusion"] == "rrf" else config["normalizer"]
-    return f"{config['fusion']:<6} {extra:<7} bm25={w['bm25']:<4} knn=1 sparse={w['sparse']:<4}"
+    gate = f" gate@{config['gate']}" if config.get("gate") else ""
+    return f"{config['fusion']:<6} {extra:<7} bm25={w['bm25']:<4} knn=1 sparse={w['sparse']:<4}{gate}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,14 +118,16 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"{name + ' alone':<44}" + "".join(f"{res[n]:>26.4f}" for n in names)
                      + f"{sum(res.values()) / len(res):>8.4f}")
     equal = {"bm25": 1.0, "knn": 1.0, "sparse": 1.0 if sparse else 0.0}
-    default = next(r for r in rows if r["config"] == {"fusion": "rrf", "rank_constant": 60, "weights": equal})
+    default = next(r for r in rows if r["config"] == {"fusion": "rrf", "rank_constant": 60, "weights": equal,
+                                                      "gate": None})
     for label, r in [("equal-weight rrf k=60", default)] + [(describe(r["config"]), r) for r in rows[:10]]:
         lines.append(f"{label:<44}" + "".join(f"{r['ndcg@10'][n]:>26.4f}" for n in names) + f"{r['mean']:>8.4f}")
     best = rows[0]["config"]
     lines.append("\nbest on training queries -> settings: POLYSEEK_HYBRID_FUSION=" + best["fusion"]
                  + " POLYSEEK_HYBRID_WEIGHTS='" + json.dumps(best["weights"]) + "'"
                  + (f" POLYSEEK_RRF_RANK_CONSTANT={best['rank_constant']}" if best["fusion"] == "rrf"
-                    else f" POLYSEEK_HYBRID_NORMALIZER={best['normalizer']}"))
+                    else f" POLYSEEK_HYBRID_NORMALIZER={best['normalizer']}")
+                 + f" POLYSEEK_HYBRID_GATE_K={best.get('gate') or 0}")
     text = "\n".join(lines)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"benchmarks": {b.name: {"queries": len(b.queries), "documents": len(b.corpus)}

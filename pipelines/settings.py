@@ -117,6 +117,9 @@ class Settings(BaseSettings):
         description="Per-leaf weights of the hybrid shorthand (bm25, knn, sparse); 0 leaves a leaf out.")
     hybrid_normalizer: Literal["none", "minmax", "l2_norm", "zscore"] = Field(
         "zscore", description="Score normalizer of each leaf when hybrid_fusion is linear.")
+    hybrid_gate_k: int = Field(
+        0, description="Query-adaptive rule of the hybrid shorthand: BM25/sparse count for a query only when kNN "
+                       "ranks their top hit in its top k (0: off).")
     reranker_model: str | None = Field(None, description="Cross-encoder in model_dir; None = no rerank by default.")
     rerank_window: int = Field(20)
     rerank_field: str = Field("title", description="Document field the cross-encoder reads (with description).")

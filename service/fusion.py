@@ -59,3 +59,18 @@ def linear(lists: Sequence[Ranked], weights: Sequence[float], normalizers: Seque
         for (doc_id, _), s in zip(ranked, normalize([s for _, s in ranked], method)):
             scores[doc_id] = scores.get(doc_id, 0.0) + w * s
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def agreement_weights(lists: Sequence[Ranked], weights: Sequence[float], gated: Sequence[bool],
+                      reference: int, k: int = 10) -> list[float]:
+    """Per-query weights: a gated list counts only when its best hit is among the reference list's top ``k``.
+
+    The query-adaptive rule of the hybrid default: a lexical leaf (BM25, sparse) whose top
+    document the dense leaf also ranks high has found the product by its words (an exact
+    product type, brand or model number, in the query's own language) and is fused at its
+    weight; a lexical leaf whose top document the dense leaf ignores matched words only
+    (a same-language wrong product, the usual case for a cross-lingual query) and is left out.
+    """
+    top = {doc_id for doc_id, _ in lists[reference][:k]}
+    return [0.0 if g and i != reference and (not lists[i] or lists[i][0][0] not in top) else w
+            for i, (w, g) in enumerate(zip(weights, gated))]

@@ -157,11 +157,23 @@ class SparseRetriever(_Strict):
 
 
 class WeightedRetriever(_Strict):
-    """An entry of ``rrf``/``linear``: a retriever, or ``{"retriever", "weight", "normalizer"}``."""
+    """An entry of ``rrf``/``linear``: a retriever, or ``{"retriever", "weight", "normalizer"}``.
+
+    ``gated`` (Polyseek): the entry counts only when the fusion's ``agreement_gate`` reference
+    ranks its top hit high (:func:`service.fusion.agreement_weights`).
+    """
 
     retriever: RetrieverSpec
     weight: float = Field(1.0, ge=0)
     normalizer: Normalizer | None = None
+    gated: bool = False
+
+
+class AgreementGate(_Strict):
+    """Polyseek's query-adaptive rule on ``rrf``/``linear``: gated entries need the reference entry's agreement."""
+
+    reference: int = Field(ge=0)
+    k: int = Field(10, ge=1, le=MAX_WINDOW)
 
 
 def _wrap_entries(entries: Any) -> Any:
@@ -174,12 +186,29 @@ class RRFRetriever(_Strict):
     retrievers: Annotated[list[WeightedRetriever], BeforeValidator(_wrap_entries), Field(min_length=1)]
     rank_window_size: int | None = Field(None, ge=1, le=MAX_WINDOW)
     rank_constant: int = Field(60, ge=1)
+    agreement_gate: AgreementGate | None = None
+
+    @model_validator(mode="after")
+    def _gate_reference(self):
+        _check_gate(self.agreement_gate, len(self.retrievers))
+        return self
 
 
 class LinearRetriever(_Strict):
     retrievers: Annotated[list[WeightedRetriever], BeforeValidator(_wrap_entries), Field(min_length=1)]
     rank_window_size: int | None = Field(None, ge=1, le=MAX_WINDOW)
     normalizer: Normalizer = "none"
+    agreement_gate: AgreementGate | None = None
+
+    @model_validator(mode="after")
+    def _gate_reference(self):
+        _check_gate(self.agreement_gate, len(self.retrievers))
+        return self
+
+
+def _check_gate(gate: AgreementGate | None, entries: int) -> None:
+    if gate is not None and gate.reference >= entries:
+        raise ValueError(f"agreement_gate.reference [{gate.reference}] names no entry of [retrievers]")
 
 
 class RerankerRetriever(_Strict):
@@ -226,6 +255,7 @@ class HybridQuery(_Strict):
     fusion: Literal["rrf", "linear"] | None = None
     weights: dict[Literal["bm25", "knn", "sparse"], Annotated[float, Field(ge=0)]] | None = None
     normalizer: Normalizer | None = None
+    gate_k: int | None = Field(None, ge=0, le=MAX_WINDOW)
     filter: Filter | None = None
 
     @field_validator("query")
@@ -401,12 +431,16 @@ async def run(spec: dict, ctx: SearchContext, window: int, name: str | None = No
         sub_window = int(body.get("rank_window_size", window))
         subs = [_unwrap(s) for s in body["retrievers"]]
         lists = await asyncio.gather(*(run(s, ctx, sub_window) for s, _, _ in subs))
+        weights = [w for _, w, _ in subs]
+        if body.get("agreement_gate"):
+            gate = body["agreement_gate"]
+            gated = [isinstance(e, dict) and bool(e.get("gated")) for e in body["retrievers"]]
+            weights = fusion.agreement_weights(lists, weights, gated, int(gate["reference"]), int(gate.get("k", 10)))
         if kind == "rrf":
-            fused = fusion.rrf(lists, int(body.get("rank_constant", 60)), sub_window, [w for _, w, _ in subs])
+            fused = fusion.rrf(lists, int(body.get("rank_constant", 60)), sub_window, weights)
         else:
             default_norm = body.get("normalizer", "none")
-            fused = fusion.linear(lists, [w for _, w, _ in subs], [n or default_norm for _, _, n in subs],
-                                  sub_window)
+            fused = fusion.linear(lists, weights, [n or default_norm for _, _, n in subs], sub_window)
         ranked = fused[:max(window, sub_window)]
         ctx.record(name or kind, started, ranked)
         return ranked
@@ -448,9 +482,11 @@ def expand_hybrid(spec: dict, defaults: dict[str, Any]) -> dict:
     """The ``{"query": {"hybrid": {...}}}`` shorthand as an explicit retriever tree.
 
     ``{"query": text, "fields": [...], "sparse": bool, "rerank": bool, "rank_window_size": n,
-    "fusion": "rrf" | "linear", "weights": {"bm25": w, "knn": w, "sparse": w}, "normalizer": name}``
-    -> BM25 + kNN (+ sparse) -> RRF/linear (-> reranker); unspecified keys come from settings
-    (fitted on training queries: ``python -m bench.tune_fusion``).  A leaf weighted 0 is not run.
+    "fusion": "rrf" | "linear", "weights": {"bm25": w, "knn": w, "sparse": w}, "normalizer": name,
+    "gate_k": k}`` -> BM25 + kNN (+ sparse) -> RRF/linear (-> reranker); unspecified keys come from
+    settings (fitted on training queries: ``python -m bench.tune_fusion``).  A leaf weighted 0 is not
+    run.  ``gate_k`` > 0: a lexical leaf counts for a query only when kNN ranks its top hit in its top
+    ``gate_k`` (:func:`service.fusion.agreement_weights`).
     """
     try:
         spec = HybridQuery.model_validate(spec).model_dump(exclude_none=True)
@@ -472,15 +508,22 @@ def expand_hybrid(spec: dict, defaults: dict[str, Any]) -> dict:
     if not subs:
         raise bad_request("[hybrid] every retriever has weight 0", "illegal_argument_exception")
     fusion_kind = spec.get("fusion", defaults.get("fusion", "rrf"))
+    gate_k = int(spec.get("gate_k", defaults.get("gate_k", 0)))
+    names = [name for name in leaves if float(weights.get(name, 1.0)) > 0]
+    gate = {"agreement_gate": {"reference": names.index("knn"), "k": gate_k}} if gate_k and "knn" in names else {}
+    gated = {"gated": True} if gate else {}
     if fusion_kind == "linear":
         norm = spec.get("normalizer", defaults.get("normalizer", "zscore"))
         if norm not in fusion.NORMALIZERS:
             raise bad_request(f"[hybrid] unknown normalizer [{norm}]", "illegal_argument_exception")
-        tree: dict = {"linear": {"retrievers": [{"retriever": s, "weight": w, "normalizer": norm} for s, w in subs],
-                                 "rank_window_size": window}}
+        tree: dict = {"linear": {"retrievers": [{"retriever": s, "weight": w, "normalizer": norm,
+                                                 **(gated if n != "knn" else {})}
+                                                for (s, w), n in zip(subs, names)],
+                                 "rank_window_size": window, **gate}}
     else:
-        tree = {"rrf": {"retrievers": [{"retriever": s, "weight": w} for s, w in subs], "rank_window_size": window,
-                        "rank_constant": int(spec.get("rank_constant", defaults["rank_constant"]))}}
+        tree = {"rrf": {"retrievers": [{"retriever": s, "weight": w, **(gated if n != "knn" else {})}
+                                       for (s, w), n in zip(subs, names)], "rank_window_size": window,
+                        "rank_constant": int(spec.get("rank_constant", defaults["rank_constant"])), **gate}}
     if spec.get("rerank", defaults["rerank"]):
         tree = {"text_similarity_reranker": {"retriever": tree, "field": defaults["rerank_field"],
                                              "inference_text": text,
