@@ -80,3 +80,28 @@ def test_hybrid_shorthand_rejects_bad_options(spec):
     with pytest.raises(SearchError) as err:
         expand_hybrid(spec, DEFAULTS)
     assert err.value.status == 400
+
+
+def test_agreement_gate_keeps_a_lexical_leaf_only_when_knn_agrees():
+    from service.fusion import agreement_weights
+
+    knn = [("right-en", 0.9), ("right-de", 0.89), ("other", 0.5)]
+    bm25_agrees = [("right-de", 12.0), ("wrong-de", 11.0)]      # exact words of a product kNN also found
+    bm25_words_only = [("wrong-de", 9.0), ("right-de", 2.0)]    # same-language words, wrong product
+    assert agreement_weights([bm25_agrees, knn], [0.5, 1.0], [True, False], 1, k=2) == [0.5, 1.0]
+    assert agreement_weights([bm25_words_only, knn], [0.5, 1.0], [True, False], 1, k=2) == [0.0, 1.0]
+    assert agreement_weights([[], knn], [0.5, 1.0], [True, False], 1, k=2) == [0.0, 1.0]
+    assert agreement_weights([bm25_words_only, knn], [0.5, 1.0], [False, False], 1, k=2) == [0.5, 1.0]
+
+
+def test_hybrid_shorthand_builds_the_gate_around_knn():
+    from service.retrievers import expand_hybrid, parse
+
+    defaults = {"fields": ["title"], "rank_window_size": 50, "rank_constant": 60, "rerank": False,
+                "rerank_field": "title", "rerank_window": 20, "sparse": False, "fusion": "linear",
+                "weights": {"bm25": 0.5, "knn": 1.0}, "normalizer": "zscore", "gate_k": 10}
+    tree = expand_hybrid({"query": "kabellose Kopfhörer"}, defaults)["linear"]
+    assert tree["agreement_gate"] == {"reference": 1, "k": 10}
+    assert [e.get("gated", False) for e in tree["retrievers"]] == [True, False]
+    parse({"linear": tree}, "retriever")
+    assert "agreement_gate" not in expand_hybrid({"query": "x", "gate_k": 0}, defaults)["linear"]
