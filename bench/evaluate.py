@@ -158,7 +158,7 @@ def own_language_share(bench: Benchmark, run: dict[str, dict[str, float]], k: in
     return round(sum(shares) / len(shares), 4) if shares else None
 
 
-def score(bench: Benchmark, run: dict[str, dict[str, float]]) -> dict[str, Any]:
+def score(bench: Benchmark, run: dict[str, dict[str, float]], *, detail: bool = True) -> dict[str, Any]:
     """Overall and per (query lang -> doc lang) metrics with ranx, a bootstrap interval of nDCG@10
     and the own-language share of the top 10."""
     from ranx import Qrels, Run, evaluate
@@ -173,6 +173,8 @@ def score(bench: Benchmark, run: dict[str, dict[str, float]]) -> dict[str, Any]:
 
     run = {q: {d: s for d, s in hits.items() if d != bench.own_doc.get(q)} for q, hits in run.items()}
     out: dict[str, Any] = {"all": ev(bench.qrels, run), "pairs": {}}
+    if not detail:  # fitting: the overall metrics only
+        return out
     out["ndcg@10_ci95"] = bootstrap_ci(list(per_query_ndcg(bench, run).values()))
     out["own_lang_share@10"] = own_language_share(bench, run)
     qlangs = sorted({lang for _, lang in bench.queries.values()})

@@ -30,6 +30,7 @@ from service import fusion
 
 LEAVES = ("bm25", "knn", "sparse")
 WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0)
+GATES = (None, 1, 3, 10)  # agreement gate: the lexical top hit must be in kNN's top k
 
 
 def candidates(with_sparse: bool = True) -> list[dict[str, Any]]:
@@ -37,7 +38,7 @@ def candidates(with_sparse: bool = True) -> list[dict[str, Any]]:
     out = []
     for bm25, sparse in itertools.product(WEIGHTS, WEIGHTS if with_sparse else (0.0,)):
         weights = {"bm25": bm25, "knn": 1.0, "sparse": sparse}
-        for gate in (None, 10):
+        for gate in GATES:
             out += [{"fusion": "rrf", "rank_constant": k, "weights": weights, "gate": gate} for k in (10, 60)]
             out += [{"fusion": "linear", "normalizer": n, "weights": weights, "gate": gate}
                     for n in ("minmax", "l2_norm", "zscore")]
@@ -104,14 +105,20 @@ def main(argv: list[str] | None = None) -> int:
     benches = [xling, mono, ingested[1]]
     rows = []
     for config in tqdm(candidates(sparse), desc="fusions", unit="config"):
-        per_bench = {b.name: score(b, fuse(config, runs[b.name], window))["all"]["ndcg@10"] for b in benches}
+        per_bench = {b.name: score(b, fuse(config, runs[b.name], window), detail=False)["all"]["ndcg@10"] for b in benches}
         rows.append({"config": config, "ndcg@10": per_bench, "mean": round(sum(per_bench.values()) / len(per_bench), 4)})
-    baselines = {name: {b.name: score(b, runs[b.name][name])["all"]["ndcg@10"] for b in benches}
+    baselines = {name: {b.name: score(b, runs[b.name][name], detail=False)["all"]["ndcg@10"] for b in benches}
                  for name in LEAVES if name in runs[benches[0].name]}
     best_leaf = {b.name: max(res[b.name] for res in baselines.values()) for b in benches}
-    for r in rows:  # the rule of issue 11: no worse than the best single leaf on any set
+    knn = baselines["knn"]
+    for r in rows:
+        # issue 11's rule: no worse than the best single leaf on any set (no fusion of these leaves meets it:
+        # BM25 leads the monolingual set by 0.19, kNN the cross-lingual ones by 0.15-0.94); the rule applied:
+        # within 0.5 points of kNN on both cross-lingual sets, then the best monolingual score
         r["no_worse_than_best_leaf"] = all(r["ndcg@10"][n] >= best_leaf[n] - 0.002 for n in best_leaf)
-    rows.sort(key=lambda r: (not r["no_worse_than_best_leaf"], -r["mean"]))
+        r["keeps_knn_cross_lingual"] = all(r["ndcg@10"][b.name] >= knn[b.name] - 0.005 for b in (xling, benches[2]))
+    rows.sort(key=lambda r: (not r["no_worse_than_best_leaf"], not r["keeps_knn_cross_lingual"],
+                             -r["ndcg@10"][mono.name], -r["mean"]))
     names = [b.name for b in benches]
     lines = [f"{'configuration':<44}" + "".join(f"{n:>26}" for n in names) + f"{'mean':>8}"]
     for name, res in baselines.items():
