@@ -92,6 +92,21 @@ def service_url(settings, engine, worker):
     stop()
 
 
+@pytest.fixture(scope="module")
+def svc(settings, engine):
+    """A query service of the module's own, without an ingest worker (searches and synchronous writes
+    need none)."""
+    url, stop = serve_in_thread(settings)
+    yield url
+    stop()
+
+
+@pytest.fixture(scope="module")
+def eng(settings) -> str:
+    """The engine's URL, for differential checks (the same request straight to the engine)."""
+    return settings.engine_url.rstrip("/")
+
+
 @pytest.fixture(scope="session")
 def es(service_url):
     from elasticsearch import Elasticsearch

@@ -61,21 +61,6 @@ def catalog(engine, encoder):
     engine.delete_index(index)
 
 
-@pytest.fixture(scope="module")
-def svc(settings, engine):
-    """A query service of its own (the session one needs the worker; searches do not)."""
-    from service.runner import serve_in_thread
-
-    url, stop = serve_in_thread(settings)
-    yield url
-    stop()
-
-
-@pytest.fixture(scope="module")
-def eng(settings) -> str:
-    return settings.engine_url.rstrip("/")
-
-
 def post(url: str, path: str, body: Any = None, params: Any = None) -> httpx.Response:
     return httpx.post(url + path, json=body if body is not None else {}, params=params, timeout=120)
 

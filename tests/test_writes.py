@@ -21,21 +21,6 @@ from tests.conftest import RUN
 NDJSON = {"content-type": "application/x-ndjson"}
 
 
-@pytest.fixture(scope="module")
-def svc(settings, engine):
-    """A query service of its own (synchronous writes need no ingest worker)."""
-    from service.runner import serve_in_thread
-
-    url, stop = serve_in_thread(settings)
-    yield url
-    stop()
-
-
-@pytest.fixture(scope="module")
-def eng(settings) -> str:
-    return settings.engine_url.rstrip("/")
-
-
 @pytest.fixture
 def pair(engine, index_name):
     """An index written straight to the engine and one written through the service (both products indices)."""
