@@ -312,14 +312,13 @@ def save_model(model, base: ModelPaths, out: ModelPaths, card: ModelCard, extra:
 
 def apply_adapter(base: ModelPaths, out: ModelPaths, adapter_dir: Path) -> dict[str, Any]:
     """Merge a shipped LoRA adapter into ``base``'s weights and write the result to ``out``."""
-    import torch
     from peft import PeftModel
     from transformers import AutoModel
 
     from pipelines.models.adapters import adapter_sha256
 
     card = base.read_card()
-    model = AutoModel.from_pretrained(base.hf, add_pooling_layer=False, torch_dtype=torch.float32)
+    model = AutoModel.from_pretrained(base.hf, add_pooling_layer=False)
     merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     training = json.loads((Path(adapter_dir) / "training.json").read_text()) if (
         Path(adapter_dir) / "training.json").exists() else {}
