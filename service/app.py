@@ -163,6 +163,8 @@ class Polyseek:
             except SearchError as exc:
                 if exc.error_type != "resource_already_exists_exception":
                     log.warning("index %s not created: %s", index, exc.reason)
+                if exc.status >= 500:  # the engine is away: one failed start-up call, not one per index
+                    return
 
 
 def _index_allowed(settings: Settings, index_expr: str) -> bool:

