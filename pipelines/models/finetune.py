@@ -67,13 +67,17 @@ class FinetuneConfig:
     gradient_checkpointing: bool = False
     time_budget_s: float | None = None
     threads: int | None = None
+    device: str = "auto"  # "auto": CUDA when torch sees a GPU, else the CPU
     seed: int = 7
 
 
 def read_jsonl_pairs(path: Path) -> list[Pair]:
-    """Pairs from JSONL: ``query`` (or ``anchor``), ``positive``, optional ``negative``, ``lang``, ``group``."""
+    """Pairs from JSONL: ``query`` (or ``anchor``), ``positive``, optional ``negative``, ``lang``, ``group``, ``source``."""
+    import gzip
+
+    path = Path(path)
     pairs = []
-    with Path(path).open(encoding="utf-8") as fh:
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rt", encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue
@@ -81,8 +85,24 @@ def read_jsonl_pairs(path: Path) -> list[Pair]:
             query = row.get("query", row.get("anchor"))
             if not query or not row.get("positive"):
                 raise ValueError(f"{path}:{n}: a pair needs 'query' (or 'anchor') and 'positive'")
-            pairs.append(Pair(query, row["positive"], row.get("negative"), row.get("group"), row.get("lang")))
+            pairs.append(Pair(query, row["positive"], row.get("negative"), row.get("group"), row.get("lang"),
+                              row.get("source") or "jsonl"))
     return pairs
+
+
+def write_jsonl_pairs(pairs: Iterable[Pair], path: Path) -> int:
+    """Write ``pairs`` in the format :func:`read_jsonl_pairs` reads (``gzip`` when the name ends in ``.gz``)."""
+    import gzip
+
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    n = 0
+    with opener(path, "wt", encoding="utf-8") as fh:
+        for p in pairs:
+            row = {k: v for k, v in asdict(p).items() if v is not None}
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+    return n
 
 
 def passage_text(doc: dict[str, Any]) -> str:
@@ -167,7 +187,7 @@ def _embed(model, tokenizer, texts: list[str], max_length: int):
 
     tokenizer.enable_truncation(max_length)
     ids, mask = pad_batch(tokenizer.encode_batch(texts), getattr(model.config, "pad_token_id", None) or 0)
-    ids, mask = torch.from_numpy(ids), torch.from_numpy(mask)
+    ids, mask = torch.from_numpy(ids).to(model.device), torch.from_numpy(mask).to(model.device)
     hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
     m = mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
@@ -183,12 +203,11 @@ def contrastive_loss(q, p, groups: list[str | None], temperature: float, dims: t
     import torch.nn.functional as F
 
     n = q.shape[0]
-    same = torch.zeros((n, p.shape[0]), dtype=torch.bool)
-    for i, gi in enumerate(groups):
-        for j, gj in enumerate(groups):
-            if i != j and gi is not None and gi == gj:
-                same[i, j] = True
-    target = torch.arange(n)
+    ids = {g: k for k, g in enumerate(dict.fromkeys(g for g in groups if g is not None))}
+    group_id = torch.tensor([ids[g] if g is not None else -1 - i for i, g in enumerate(groups)], device=q.device)
+    same = torch.zeros((n, p.shape[0]), dtype=torch.bool, device=q.device)
+    same[:, :n] = (group_id[:, None] == group_id[None, :]) & ~torch.eye(n, dtype=torch.bool, device=q.device)
+    target = torch.arange(n, device=q.device)
     total = 0.0
     for d in (q.shape[1], *[d for d in dims if d < q.shape[1]]):
         qd, pd = F.normalize(q[:, :d], dim=-1), F.normalize(p[:, :d], dim=-1)
@@ -218,7 +237,9 @@ def finetune(base: ModelPaths, out: ModelPaths, pairs: list[Pair], cfg: Finetune
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     card = base.read_card()
-    model = AutoModel.from_pretrained(base.hf, add_pooling_layer=False)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    model = AutoModel.from_pretrained(base.hf, add_pooling_layer=False).to(device)
+    torch.set_float32_matmul_precision("high")  # TF32 on a GPU that has it; no change on the CPU
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     model = _trainable(model, cfg)
@@ -258,18 +279,24 @@ def finetune(base: ModelPaths, out: ModelPaths, pairs: list[Pair], cfg: Finetune
     bar.close()
 
     stats = {"method": cfg.method, "pairs": len(pairs), "steps": len(losses), "planned_steps": planned,
-             "seconds": round(time.monotonic() - started, 1), "data": data_note,
+             "seconds": round(time.monotonic() - started, 1), "device": _device_name(device), "data": data_note,
              "loss_first": round(sum(losses[:10]) / max(len(losses[:10]), 1), 4),
              "loss_last": round(sum(losses[-10:]) / max(len(losses[-10:]), 1), 4),
-             "config": {k: v for k, v in asdict(cfg).items() if k not in ("threads",)}}
+             "config": {k: v for k, v in asdict(cfg).items() if k not in ("threads", "device")}}
     model.eval()
     if cfg.method == "lora":
         if adapter_dir is not None:
             hub_id = card.source if "/" in card.source and " " not in card.source else card.name
             save_adapter(model, adapter_dir, stats, hub_id)
         model = model.merge_and_unload()
-    save_model(model, base, out, card, {"finetune": stats})
+    save_model(model.to("cpu"), base, out, card, {"finetune": stats})
     return stats
+
+
+def _device_name(device: str) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
 
 
 def save_adapter(peft_model, adapter_dir: Path, stats: dict[str, Any], base_name: str) -> None:

@@ -51,8 +51,27 @@ def dequantize_q4_0(raw: bytes | memoryview, rows: int, cols: int) -> np.ndarray
     return values.reshape(rows, cols)
 
 
-def read_e5_file(path: Path) -> tuple[E5Header, dict[str, np.ndarray]]:
-    """Header and every tensor (dequantized, float32) of an ``E5S1`` file."""
+@dataclass(frozen=True)
+class E5Tensor:
+    """One tensor of an ``E5S1`` file as stored: fp32 values or Q4_0 blocks of ``[n // cols, cols]``."""
+
+    name: str
+    dtype: int
+    n: int
+    cols: int
+    raw: memoryview
+
+    def values(self) -> np.ndarray:
+        """The tensor as float32 (flat for fp32 vectors, ``[rows, cols]`` for Q4_0 matrices)."""
+        if self.dtype == DTYPE_F32:
+            return np.frombuffer(self.raw, dtype="<f4", count=self.n).copy()
+        if self.dtype == DTYPE_Q4:
+            return dequantize_q4_0(self.raw, self.n // self.cols, self.cols)
+        raise ValueError(f"unknown tensor dtype {self.dtype} for {self.name}")
+
+
+def read_e5_tensors(path: Path) -> tuple[E5Header, list[E5Tensor]]:
+    """Header and every tensor of an ``E5S1`` file, as stored (nothing dequantized)."""
     buf = memoryview(path.read_bytes())
     if bytes(buf[:4]) != b"E5S1":
         raise ValueError(f"{path} is not an E5S1 model file")
@@ -70,7 +89,7 @@ def read_e5_file(path: Path) -> tuple[E5Header, dict[str, np.ndarray]]:
     (ndir,) = struct.unpack_from("<i", buf, off)
     off += 4
     header = E5Header(hidden, layers, heads, ff, vocab, maxp, tvs, float(eps))
-    tensors: dict[str, np.ndarray] = {}
+    tensors = []
     for _ in range(ndir):
         (nlen,) = struct.unpack_from("<H", buf, off)
         off += 2
@@ -80,15 +99,15 @@ def read_e5_file(path: Path) -> tuple[E5Header, dict[str, np.ndarray]]:
         off += 1
         n, t_off, nbytes = struct.unpack_from("<IQQ", buf, off)
         off += 20
-        raw = buf[t_off:t_off + nbytes]
-        if dtype == DTYPE_F32:
-            tensors[name] = np.frombuffer(raw, dtype="<f4", count=n).copy()
-        elif dtype == DTYPE_Q4:
-            cols = hidden if name == "emb.word" or name.endswith((".q.w", ".k.w", ".v.w", ".ao.w", ".fi.w")) else ff
-            tensors[name] = dequantize_q4_0(raw, n // cols, cols)
-        else:
-            raise ValueError(f"unknown tensor dtype {dtype} for {name}")
+        cols = hidden if name == "emb.word" or name.endswith((".q.w", ".k.w", ".v.w", ".ao.w", ".fi.w")) else ff
+        tensors.append(E5Tensor(name, dtype, n, cols, buf[t_off:t_off + nbytes]))
     return header, tensors
+
+
+def read_e5_file(path: Path) -> tuple[E5Header, dict[str, np.ndarray]]:
+    """Header and every tensor (dequantized, float32) of an ``E5S1`` file."""
+    header, tensors = read_e5_tensors(path)
+    return header, {t.name: t.values() for t in tensors}
 
 
 _LAYER_MAP = {
