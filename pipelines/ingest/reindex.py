@@ -12,6 +12,11 @@
    ``_aliases`` call.  When ``products`` was a concrete index (created on first use), the
    same call removes it and makes ``products`` an alias of the new index.
 
+With ``semantic_ids=ID`` (``polyseek models semantic-ids fit``), the new index is bound to
+that quantiser before the copy starts, so the workers write every document's codes; without
+it, a reindex with the model the index already has keeps the index's quantiser (a new model
+has a new vector space: fit again).
+
 Searches keep hitting the old index until the switch; the query service reads the
 model from the index mapping on every search, so the first search after the switch
 already embeds with the new model.  Nothing is switched when a step fails: the old
@@ -31,6 +36,7 @@ from tqdm import tqdm
 
 from pipelines.engine.client import EngineClient
 from pipelines.ingest import api
+from pipelines.ingest import semantic_ids as semantic_ids_mod
 from pipelines.ingest.documents import ANALYZED_LANGUAGES, DERIVED_FIELDS, PER_LANGUAGE_FIELDS
 from pipelines.models.card import model_paths
 from pipelines.settings import Settings, get_settings
@@ -51,6 +57,7 @@ class ReindexReport:
     model: str
     previous: list[str]
     target: str
+    semantic_ids: str | None = None  # the quantiser that codes the new index
     documents: int = 0
     indexed: int = 0
     rejected: int = 0
@@ -86,8 +93,12 @@ def iter_products(engine: EngineClient, index: str, since: str | None = None,
 
 
 def reindex(alias: str, model: str, settings: Settings | None = None, *, keep_old: bool = False,
-            timeout_s: float = 3600.0, progress: bool = True) -> ReindexReport:
-    """Re-embed ``alias`` with ``model`` into a new physical index and switch the alias to it."""
+            timeout_s: float = 3600.0, progress: bool = True, semantic_ids: str | None = None) -> ReindexReport:
+    """Re-embed ``alias`` with ``model`` into a new physical index and switch the alias to it.
+
+    ``semantic_ids``: the stored quantiser to code the new index with (default: the one the
+    index has, when ``model`` is the model it has).
+    """
     s = settings or get_settings()
     card = model_paths(s.resolved_model_dir, model).read_card()  # fails early when the model is missing
     started = time.perf_counter()
@@ -99,7 +110,15 @@ def reindex(alias: str, model: str, settings: Settings | None = None, *, keep_ol
                 raise ReindexError(f"no such index or alias [{alias}]")
             previous = [alias]
         report = ReindexReport(alias=alias, model=card.name, previous=previous, target=physical_name(alias, model))
+        if semantic_ids is None and engine.index_model(alias) == card.name:
+            kept = set(semantic_ids_mod.quantizer_ids(engine.request("GET", f"/{alias}/_mapping")).values())
+            semantic_ids = kept.pop() if len(kept) == 1 else None
+        if semantic_ids is not None:
+            semantic_ids_mod.load(engine, semantic_ids)  # fails early when it is not stored
         engine.create_products_index(report.target, card.dims, card.name)
+        if semantic_ids is not None:
+            semantic_ids_mod.bind(engine, report.target, semantic_ids)
+            report.semantic_ids = semantic_ids
         since = datetime.now(timezone.utc).isoformat()
         engine.refresh(alias)
         task_ids: list[str] = []

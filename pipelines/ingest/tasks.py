@@ -15,6 +15,8 @@ from pipelines.encoders.dense import TextEncoder, open_encoder
 from pipelines.engine.client import EngineClient, EngineRequestError, EngineUnavailable
 from pipelines.ingest.celery_app import app
 from pipelines.ingest.documents import DocumentError, Product, engine_source, validate
+from pipelines.ingest.semantic_ids import index_quantizer
+from pipelines.models.semantic_ids import ResidualQuantizer
 from pipelines.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -78,13 +80,16 @@ def record_status(engine: EngineClient, index: str, task_id: str, **fields: Any)
         log.warning("status update for %s failed: %s", task_id, exc)
 
 
-def embed_products(encoder: TextEncoder, products: list[Product]) -> list[tuple[str, dict[str, Any]]]:
-    """``(id, _source)`` of each product: one encoder pass over every chunk of the batch."""
+def embed_products(encoder: TextEncoder, products: list[Product],
+                   quantizer: ResidualQuantizer | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """``(id, _source)`` of each product: one encoder pass over every chunk of the batch; with
+    ``quantizer`` (the index's, see :func:`index_quantizer`) each also gets its semantic-id fields."""
     s = get_settings()
     enc = encoder.encode_documents([p.embedding_text() for p in products], chunk_tokens=s.chunk_tokens,
                                    overlap=s.chunk_overlap, max_chunks=s.max_chunks)
+    codes = quantizer.fields(enc.dense) if quantizer is not None and len(products) else [None] * len(products)
     return [(p.id, engine_source(p, enc.dense[i].tolist(), enc.sparse[i] if enc.sparse else None,
-                                 encoder.model_id, enc.truncated[i], enc.chunks[i].tolist()))
+                                 encoder.model_id, enc.truncated[i], enc.chunks[i].tolist(), codes[i]))
             for i, p in enumerate(products)]
 
 
@@ -116,8 +121,10 @@ def process_batch(index: str, docs: list[Any], task_id: str | None = None,
     # an index is embedded by one model: the one its mapping records, else the default (or the one given)
     try:
         encoder = index_encoder(engine, index, (lambda _model: given) if given else worker_encoder)
-    except FileNotFoundError as exc:  # a deployment problem: keep every document, with the reason
-        missing = [(DocumentError(raw.get("id") if isinstance(raw, dict) else None, "model_missing", str(exc)), raw)
+        quantizer = index_quantizer(engine, index)  # semantic ids, when the index has a quantiser
+    except (FileNotFoundError, LookupError) as exc:  # a deployment problem: keep every document, with the reason
+        kind = "model_missing" if isinstance(exc, FileNotFoundError) else "quantizer_missing"
+        missing = [(DocumentError(raw.get("id") if isinstance(raw, dict) else None, kind, str(exc)), raw)
                    for raw in docs]
         dead_letter(engine, index, task_id, missing)
         return _batch_result(index, docs, 0, missing)
@@ -132,7 +139,7 @@ def process_batch(index: str, docs: list[Any], task_id: str | None = None,
     unique = list({p.id: p for p in products}.values())
     written = 0
     if unique:
-        results = engine.bulk_index(index, embed_products(encoder, unique))
+        results = engine.bulk_index(index, embed_products(encoder, unique, quantizer))
         retry = [r for r in results if r.retryable]
         if retry:
             raise EngineUnavailable(f"{len(retry)} documents refused by the engine ({retry[0].status}): "

@@ -1,0 +1,214 @@
+"""Semantic IDs: a residual k-means quantiser that turns an embedding into a short code.
+
+Level 1 quantises the vector with a k-means codebook, level 2 quantises what is left
+(the residual), and so on: the code ``(c1, c2, c3)`` goes from coarse to fine, so a
+prefix ``(c1,)`` or ``(c1, c2)`` names a cluster of similar products and the full code a
+small cell.  Language versions of one product lie close in a multilingual embedding
+space and therefore share a prefix (how often, per level, is measured by
+``python -m bench.semantic_ids``).
+
+This module is pure numpy: fitting, encoding and (de)serialising.  Where a fitted
+quantiser is stored and how documents get their codes is :mod:`pipelines.ingest.semantic_ids`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+MAX_LEVELS = 8
+CODE_FIELD = "semantic_id"  # the full code, "017-203-088"
+
+
+def prefix_field(level: int) -> str:
+    """The keyword field holding the code's first ``level`` parts (``semantic_id_l1``, ...)."""
+    return f"{CODE_FIELD}_l{level}"
+
+
+# every field a code may be written to (the full code and the prefixes of up to MAX_LEVELS levels)
+CODE_FIELDS = (CODE_FIELD, *(prefix_field(n) for n in range(1, MAX_LEVELS)))
+
+
+@dataclass(frozen=True)
+class ResidualQuantizer:
+    """Fitted codebooks, one ``(codes, dims)`` float32 array per level, coarse to fine."""
+
+    codebooks: tuple[np.ndarray, ...]
+    info: dict[str, Any] = field(default_factory=dict, compare=False)  # provenance: data, seed, errors
+
+    @property
+    def levels(self) -> int:
+        return len(self.codebooks)
+
+    @property
+    def dims(self) -> int:
+        return int(self.codebooks[0].shape[1])
+
+    @property
+    def sizes(self) -> list[int]:
+        """Codes per level."""
+        return [int(c.shape[0]) for c in self.codebooks]
+
+    @property
+    def id(self) -> str:
+        """A content hash of the codebooks: the same fit gives the same id everywhere."""
+        h = hashlib.sha256()
+        for c in self.codebooks:
+            h.update(np.ascontiguousarray(c, dtype="<f4").tobytes())
+        return f"rq{self.levels}x{max(self.sizes)}-{h.hexdigest()[:16]}"
+
+    def encode(self, vectors: np.ndarray) -> np.ndarray:
+        """``(n, levels)`` int codes of ``(n, dims)`` vectors (nearest centroid of each residual)."""
+        x = np.asarray(vectors, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.dims:
+            raise ValueError(f"expected vectors of {self.dims} dims, got shape {x.shape}")
+        residual = x.copy()
+        out = np.empty((len(x), self.levels), dtype=np.int32)
+        for level, book in enumerate(self.codebooks):
+            out[:, level] = _nearest(residual, book)
+            residual -= book[out[:, level]]
+        return out
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """The vectors the codes stand for (sum of each level's centroid)."""
+        codes = np.asarray(codes)
+        return sum(book[codes[:, level]] for level, book in enumerate(self.codebooks))
+
+    def code_strings(self, codes: np.ndarray) -> list[str]:
+        """Codes as strings, zero-padded per level and joined by ``-`` (sortable, prefix-friendly)."""
+        widths = [len(str(s - 1)) for s in self.sizes]
+        return ["-".join(f"{int(c):0{w}d}" for c, w in zip(row, widths)) for row in np.asarray(codes)]
+
+    def fields(self, vectors: np.ndarray) -> list[dict[str, str]]:
+        """Per vector, the keyword fields a document gets: ``semantic_id`` and ``semantic_id_l<n>``
+        for every proper prefix (``n`` < levels)."""
+        out = []
+        for code in self.code_strings(self.encode(vectors)):
+            parts = code.split("-")
+            doc = {prefix_field(n): "-".join(parts[:n]) for n in range(1, self.levels)}
+            doc[CODE_FIELD] = code
+            out.append(doc)
+        return out
+
+    def to_bytes(self) -> bytes:
+        """An ``.npz`` with the codebooks and the info as JSON."""
+        buf = io.BytesIO()
+        np.savez_compressed(buf, info=np.frombuffer(json.dumps(self.info).encode(), dtype=np.uint8),
+                            **{f"level{n}": c.astype(np.float32) for n, c in enumerate(self.codebooks)})
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ResidualQuantizer:
+        with np.load(io.BytesIO(data)) as npz:
+            books = tuple(npz[f"level{n}"] for n in range(sum(k.startswith("level") for k in npz.files)))
+            info = json.loads(npz["info"].tobytes().decode()) if "info" in npz.files else {}
+        return cls(books, info)
+
+
+def _sq_dists(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Squared euclidean distances ``(n, k)``."""
+    d = (x * x).sum(1)[:, None] - 2.0 * x @ centroids.T + (centroids * centroids).sum(1)[None, :]
+    return np.maximum(d, 0.0)
+
+
+def _nearest(x: np.ndarray, centroids: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    out = np.empty(len(x), dtype=np.int32)
+    for start in range(0, len(x), chunk):
+        out[start:start + chunk] = _sq_dists(x[start:start + chunk], centroids).argmin(1)
+    return out
+
+
+def kmeans(x: np.ndarray, k: int, *, iters: int = 25, seed: int = 0,
+           n_init: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd's k-means with k-means++ initialisation; returns ``(centroids, assignment)``.
+
+    The best of ``n_init`` runs (lowest squared error) is kept: one k-means++ start can
+    end in a local optimum that merges two clusters.  Deterministic for a given ``seed``.
+    An empty cluster is re-seeded with the point farthest from its centroid.  ``1 <= k <= len(x)``.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    n = len(x)
+    if not 1 <= k <= n:
+        raise ValueError(f"k-means needs 1 <= k <= n points, got k={k}, n={n}")
+    best: tuple[float, np.ndarray, np.ndarray] | None = None
+    for run in range(max(1, n_init)):
+        centroids, assign = _lloyd(x, k, iters, np.random.default_rng([seed, run]))
+        inertia = float(((x - centroids[assign]) ** 2).sum())
+        if best is None or inertia < best[0]:
+            best = (inertia, centroids, assign)
+    return best[1], best[2]
+
+
+def _lloyd(x: np.ndarray, k: int, iters: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One greedy k-means++ start and Lloyd iterations until the assignment is stable (or ``iters``).
+
+    Greedy k-means++ (as scikit-learn): each new centre is the best of ``2 + log k`` candidates
+    drawn with probability proportional to their squared distance from the chosen centres.
+    """
+    n = len(x)
+    trials = 2 + int(np.log(k))
+    centroids = np.empty((k, x.shape[1]), dtype=np.float32)
+    centroids[0] = x[rng.integers(n)]
+    closest = _sq_dists(x, centroids[:1])[:, 0].astype(np.float64)
+    for i in range(1, k):
+        total = closest.sum()
+        candidates = (rng.choice(n, size=trials, p=closest / total) if total > 0
+                      else rng.integers(n, size=trials))
+        options = np.minimum(closest[None, :], _sq_dists(x[candidates], x).astype(np.float64))
+        best = int(options.sum(1).argmin())
+        centroids[i] = x[candidates[best]]
+        closest = options[best]
+    assign = _nearest(x, centroids)
+    for _ in range(iters):
+        sums = np.zeros_like(centroids)
+        np.add.at(sums, assign, x)
+        counts = np.bincount(assign, minlength=k)
+        empty = np.flatnonzero(counts == 0)
+        centroids = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centroids)
+        if len(empty):
+            far = np.argsort(-((x - centroids[assign]) ** 2).sum(1))[:len(empty)]
+            centroids[empty] = x[far]
+        new = _nearest(x, centroids)
+        if np.array_equal(new, assign) and not len(empty):
+            break
+        assign = new
+    return centroids, assign
+
+
+def fit(vectors: np.ndarray, *, levels: int = 3, codes: int = 256, seed: int = 0, iters: int = 25,
+        n_init: int = 3, max_train: int = 50_000, min_points_per_code: int = 4) -> ResidualQuantizer:
+    """Fit a residual quantiser of ``levels`` codebooks with up to ``codes`` centroids each.
+
+    A small catalog gets fewer codes per level: at least ``min_points_per_code`` training
+    vectors per code (on the demo catalog, 246 products, that is 61 codes, where
+    same-product pairs share the first level best; see bench/semantic_ids.py).  At most
+    ``max_train`` vectors (a seeded sample) are used for fitting; every vector can be
+    encoded afterwards.  Deterministic for a given ``seed``.
+    """
+    x = np.asarray(vectors, dtype=np.float32)
+    if x.ndim != 2 or len(x) == 0:
+        raise ValueError(f"need a non-empty (n, dims) array of vectors, got shape {x.shape}")
+    if not 1 <= levels <= MAX_LEVELS:
+        raise ValueError(f"levels must be between 1 and {MAX_LEVELS}, got {levels}")
+    if codes < 2:
+        raise ValueError(f"codes per level must be at least 2, got {codes}")
+    rng = np.random.default_rng(seed)
+    if len(x) > max_train:
+        x = x[np.sort(rng.choice(len(x), max_train, replace=False))]
+    residual = x.copy()
+    books, errors = [], []
+    for level in range(levels):
+        k = max(1, min(codes, len(x) // max(1, min_points_per_code)))
+        centroids, assign = kmeans(residual, k, iters=iters, seed=seed + level, n_init=n_init)
+        residual = residual - centroids[assign]
+        books.append(centroids)
+        errors.append(round(float((residual ** 2).sum(1).mean()), 6))
+    info = {"trained_on": len(x), "seed": seed, "iters": iters, "n_init": n_init,
+            "min_points_per_code": min_points_per_code,
+            "mse_per_level": errors}
+    return ResidualQuantizer(tuple(books), info)
