@@ -1,4 +1,4 @@
-"""Assemble a runnable OpenSearch home from artifacts on Maven Central.
+"""Assemble a runnable OpenSearch or Elasticsearch home from artifacts on Maven Central.
 
 Maven Central carries OpenSearch's ``integ-test-zip`` distribution (server,
 launcher scripts and the netty transport only) and the other core modules as plain
@@ -10,10 +10,23 @@ real plugin zip and is unpacked as it is.
 The k-NN zip on Maven Central carries no JNI libraries, so the ``faiss`` and
 ``nmslib`` engines are unavailable; the ``lucene`` HNSW engine (pure Java) is
 what the index templates use.
+
+Elasticsearch publishes no distribution zip there, but its server jar (with its dependency
+tree) and the ``transport-netty4`` module are published: :func:`assemble_elasticsearch_home`
+lays them out as a home (``lib/``, ``modules/transport-netty4/``) and compiles the project's
+own small Java sources (``pipelines/engine/java/``) against them: ``PolyseekNode``, the main
+that loads the modules and starts ``org.elasticsearch.node.Node``, and the ``polyseek``
+module, which registers Lucene's language analyzers and the CJK/folding filters under
+Elasticsearch's names (``analysis-common`` is not published) and answers ``GET /``
+(``rest-root`` is not published either).  Not on Maven Central for 8.x/9.x, so not in the
+local node: ``mapper-extras`` (``rank_features``, ``scaled_float``), ``lang-painless``, the
+``aggregations`` module and every x-pack feature (``rrf`` retriever, ``sparse_vector`` query,
+security).
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import zipfile
@@ -164,4 +177,139 @@ def assemble_home(dist: Distribution, artifacts: Path, engine_dir: Path) -> Path
             zf.extractall(pdir)
 
     marker.write_text(dist.version)
+    return home
+
+
+# --- Elasticsearch ----------------------------------------------------------------------
+
+JAVA_SOURCES = Path(__file__).resolve().parent / "java"
+LAUNCHER_MAIN = "polyseek.engine.PolyseekNode"
+
+
+@dataclass(frozen=True)
+class ElasticsearchDistribution:
+    """The Maven coordinates of one Elasticsearch version, and the Java it needs."""
+
+    version: str
+
+    @property
+    def java_major(self) -> int:
+        """8.x runs on Java 17; 9.x needs 21 or newer."""
+        return 17 if int(self.version.split(".")[0]) < 9 else 21
+
+    @property
+    def server(self) -> str:
+        return f"org.elasticsearch:elasticsearch:{self.version}"
+
+    @property
+    def transport(self) -> str:
+        return f"org.elasticsearch.plugin:transport-netty4:{self.version}"
+
+
+def resolve_tree(coordinate: str, into: Path) -> list[Path]:
+    """Fetch ``coordinate`` with its runtime dependencies into ``into`` (idempotent) and return the jars.
+
+    Resolution goes through a throw-away pom and ``mvn dependency:copy-dependencies`` so that
+    Maven picks the versions the artifact's own pom declares.
+    """
+    done = into / ".resolved"
+    if not done.exists():
+        into.mkdir(parents=True, exist_ok=True)
+        group, artifact, version = coordinate.split(":")[:3]
+        (into / "pom.xml").write_text(
+            '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>'
+            "<groupId>polyseek</groupId><artifactId>engine-resolve</artifactId><version>1</version>"
+            "<packaging>pom</packaging><dependencies><dependency>"
+            f"<groupId>{group}</groupId><artifactId>{artifact}</artifactId><version>{version}</version>"
+            "</dependency></dependencies></project>\n")
+        cmd = ["mvn", "-q", "-B", "-f", str(into / "pom.xml"), "dependency:copy-dependencies",
+               f"-DoutputDirectory={into / 'jars'}", "-DincludeScope=runtime"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"could not resolve {coordinate} from Maven:\n{proc.stdout}{proc.stderr}")
+        done.write_text(coordinate)
+    return sorted((into / "jars").glob("*.jar"))
+
+
+def _es_descriptor(name: str, classname: str, description: str, dist: ElasticsearchDistribution) -> str:
+    return "\n".join([
+        f"description={description}",
+        f"version={dist.version}",
+        f"name={name}",
+        f"classname={classname}",
+        f"java.version={dist.java_major}",
+        f"elasticsearch.version={dist.version}",
+        "extended.plugins=",
+        "has.native.controller=false",
+        "",
+    ])
+
+
+def java_sources_digest() -> str:
+    """Short hash of the Java sources: a changed source is compiled again."""
+    h = hashlib.sha256()
+    for f in sorted(JAVA_SOURCES.glob("*.java")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def _compile_java(home: Path, java_home: Path, dist: ElasticsearchDistribution) -> None:
+    """Compile the launcher main into ``home/polyseek-launcher`` and the ``polyseek`` module's jar."""
+    classpath = str(home / "lib" / "*")
+    build = home / "polyseek-build"
+    shutil.rmtree(build, ignore_errors=True)
+    for part, out in (("PolyseekNode.java", build / "launcher"), ("PolyseekPlugin.java", build / "module")):
+        cmd = [str(java_home / "bin" / "javac"), "-nowarn", "-encoding", "UTF-8", "-d", str(out),
+               "-cp", classpath, str(JAVA_SOURCES / part)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"javac {part} failed:\n{proc.stdout}{proc.stderr}")
+    launcher = home / "polyseek-launcher"
+    shutil.rmtree(launcher, ignore_errors=True)
+    shutil.copytree(build / "launcher", launcher)
+    module = home / "modules" / "polyseek"
+    shutil.rmtree(module, ignore_errors=True)
+    module.mkdir(parents=True)
+    proc = subprocess.run([str(java_home / "bin" / "jar"), "cf", str(module / "polyseek-engine.jar"),
+                           "-C", str(build / "module"), "."], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"jar failed:\n{proc.stdout}{proc.stderr}")
+    (module / "plugin-descriptor.properties").write_text(_es_descriptor(
+        "polyseek", "polyseek.engine.PolyseekPlugin",
+        "Polyseek: Lucene language analyzers, CJK and folding filters, GET /", dist))
+    shutil.rmtree(build, ignore_errors=True)
+
+
+def assemble_elasticsearch_home(dist: ElasticsearchDistribution, artifacts: Path, engine_dir: Path,
+                                java_home: Path) -> Path:
+    """Return an Elasticsearch home under ``engine_dir``: server jars, netty module, Polyseek's Java.
+
+    Jars are resolved once per version into ``artifacts``; the Java sources are compiled again
+    whenever they change (the digest is kept in the home).
+    """
+    home = engine_dir / "dist" / f"elasticsearch-{dist.version}"
+    marker = home / ".polyseek-complete"
+    if not marker.exists():
+        if home.exists():
+            shutil.rmtree(home)
+        base = artifacts / f"elasticsearch-{dist.version}"
+        server = resolve_tree(dist.server, base / "server")
+        transport = resolve_tree(dist.transport, base / "transport-netty4")
+        (home / "lib").mkdir(parents=True)
+        (home / "plugins").mkdir()
+        for jar in server:
+            shutil.copy2(jar, home / "lib")
+        netty = home / "modules" / "transport-netty4"
+        netty.mkdir(parents=True)
+        in_lib = {j.name for j in server}
+        for jar in transport:
+            if jar.name not in in_lib:  # the server's own jars stay on the class path only (jar hell)
+                shutil.copy2(jar, netty)
+        (netty / "plugin-descriptor.properties").write_text(_es_descriptor(
+            "transport-netty4", "org.elasticsearch.transport.netty4.Netty4Plugin", "Netty 4 transport", dist))
+        marker.write_text(dist.version)
+    digest = home / ".polyseek-java"
+    if not digest.exists() or digest.read_text() != java_sources_digest():
+        _compile_java(home, java_home, dist)
+        digest.write_text(java_sources_digest())
     return home

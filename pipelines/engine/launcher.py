@@ -3,6 +3,12 @@
 Used by ``polyseek engine start|stop|status``, the Makefile and the tests.  The
 node runs with security off, a small heap, data and logs under the settings'
 engine home, and is considered started when cluster health is green.
+
+``settings.engine`` picks the engine: OpenSearch runs from its own launcher script,
+Elasticsearch from Polyseek's small Java main (``pipelines/engine/java/``) over the
+server jars (see :mod:`pipelines.engine.distribution`).  Each version keeps its data
+and logs in ``<engine_dir>/<engine>-<version>``; the processes of a node are found by
+that folder in their command line, so stopping one engine never touches another.
 """
 
 from __future__ import annotations
@@ -19,7 +25,13 @@ from urllib.parse import urlparse
 
 import httpx
 
-from pipelines.engine.distribution import assemble_home, opensearch_distribution
+from pipelines.engine.distribution import (
+    LAUNCHER_MAIN,
+    ElasticsearchDistribution,
+    assemble_elasticsearch_home,
+    assemble_home,
+    opensearch_distribution,
+)
 from pipelines.settings import Settings
 
 
@@ -44,31 +56,60 @@ class EngineStatus:
                 f"plugins/modules: {', '.join(self.plugins or [])}")
 
 
-def _find_java_home(settings: Settings, java_major: int = 17) -> Path:
-    candidates = [settings.engine_java_home, os.environ.get("OPENSEARCH_JAVA_HOME"),
-                  os.environ.get("JAVA_HOME")]
-    candidates += sorted(Path("/usr/lib/jvm").glob(f"*{java_major}*")) if Path("/usr/lib/jvm").exists() else []
+def _java_major(java_home: Path) -> int | None:
+    """The feature version of the JDK at ``java_home`` (from its ``release`` file), if readable."""
+    try:
+        for line in (java_home / "release").read_text().splitlines():
+            if line.startswith("JAVA_VERSION="):
+                version = line.split("=", 1)[1].strip().strip('"')
+                return int(version.split(".")[0])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _find_java_home(settings: Settings, java_major: int = 17, *, at_least: bool = False) -> Path:
+    """A JDK for the engine: the configured one first, else ``java_major`` (or newer with ``at_least``).
+
+    ``POLYSEEK_ENGINE_JAVA_HOME`` is taken as it is; other candidates must have ``javac``
+    when ``at_least`` is set (the Elasticsearch launcher compiles its Java at setup).
+    """
+    if settings.engine_java_home:
+        return Path(settings.engine_java_home)
+    candidates = [os.environ.get("OPENSEARCH_JAVA_HOME"), os.environ.get("JAVA_HOME")]
+    jvm = Path("/usr/lib/jvm")
+    if at_least:
+        candidates += sorted(jvm.iterdir()) if jvm.exists() else []
+    else:
+        candidates += sorted(jvm.glob(f"*{java_major}*")) if jvm.exists() else []
     for c in candidates:
-        if c and (Path(c) / "bin" / "java").exists():
-            return Path(c)
+        if not c or not (Path(c) / "bin" / "java").exists():
+            continue
+        if at_least:
+            major = _java_major(Path(c))
+            if major is None or major < java_major or not (Path(c) / "bin" / "javac").exists():
+                continue
+        return Path(c)
     java = shutil.which("java")
-    if java:
+    if java and not at_least:
         return Path(java).resolve().parent.parent
-    raise EngineError("no JDK found: set POLYSEEK_ENGINE_JAVA_HOME")
+    raise EngineError(f"no JDK {java_major}{'+' if at_least else ''} found: set POLYSEEK_ENGINE_JAVA_HOME")
 
 
 class LocalEngine:
     """One local node of the configured engine."""
 
     def __init__(self, settings: Settings):
-        if settings.engine != "opensearch":
-            raise EngineError(
-                f"the local launcher runs OpenSearch only; '{settings.engine}' is not distributed "
-                "on Maven Central as a runnable node (point POLYSEEK_ENGINE_URL at your own cluster)")
         self.settings = settings
-        self.dist = opensearch_distribution(settings.engine_version)
+        self.engine = settings.engine
+        self.version = settings.resolved_engine_version
+        if self.engine == "elasticsearch":
+            self.es_dist: ElasticsearchDistribution | None = ElasticsearchDistribution(self.version)
+        else:
+            self.es_dist = None
+            self.dist = opensearch_distribution(self.version)
         self.engine_dir = settings.resolved_engine_dir
-        self.state_dir = self.engine_dir / f"opensearch-{settings.engine_version}"
+        self.state_dir = self.engine_dir / f"{self.engine}-{self.version}"
         self.pid_file = self.state_dir / "engine.pid"
         parsed = urlparse(settings.engine_url)
         self.host = parsed.hostname or "127.0.0.1"
@@ -100,6 +141,52 @@ class LocalEngine:
         (conf / "jvm.options.d" / "polyseek.options").write_text(f"-Xms{heap}\n-Xmx{heap}\n")
         return conf
 
+    def _write_es_config(self) -> Path:
+        """elasticsearch.yml and a file-only log4j2.properties in ``state_dir/config``."""
+        conf = self.state_dir / "config"
+        if conf.exists():
+            shutil.rmtree(conf)
+        conf.mkdir(parents=True)
+        (self.state_dir / "data").mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
+        (conf / "elasticsearch.yml").write_text("\n".join([
+            "cluster.name: polyseek",
+            "node.name: polyseek-local",
+            f"network.host: {self.host}",
+            f"http.port: {self.port}",
+            f"transport.port: {self.port + 100}",
+            "discovery.type: single-node",
+            f"path.data: {self.state_dir / 'data'}",
+            f"path.logs: {self.state_dir / 'logs'}",
+            "action.auto_create_index: true",
+            "cluster.routing.allocation.disk.threshold_enabled: false",
+            "",
+        ]))
+        (conf / "log4j2.properties").write_text("\n".join([
+            "status = error",
+            "appender.file.type = File",
+            "appender.file.name = file",
+            "appender.file.fileName = ${sys:es.logs.base_path}${sys:file.separator}${sys:es.logs.cluster_name}.log",
+            "appender.file.append = false",
+            "appender.file.layout.type = PatternLayout",
+            "appender.file.layout.pattern = [%d{ISO8601}][%-5p][%-25c{1.}] [%node_name]%marker %m%n",
+            "rootLogger.level = info",
+            "rootLogger.appenderRef.file.ref = file",
+            "",
+        ]))
+        return conf
+
+    def _es_command(self, home: Path, conf: Path, java_home: Path) -> list[str]:
+        heap = self.settings.engine_heap
+        return [
+            str(java_home / "bin" / "java"), f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC",
+            "-Dfile.encoding=UTF-8", "-Djava.awt.headless=true", "-Dlog4j.shutdownHookEnabled=false",
+            "-Dlog4j2.disable.jmx=true", "-Dio.netty.allocator.numDirectArenas=0",
+            f"-Djava.io.tmpdir={self.state_dir / 'tmp'}",
+            f"-Des.path.home={home}", f"-Des.path.conf={conf}", f"-Dpolyseek.pidfile={self.pid_file}",
+            "-cp", f"{home / 'lib' / '*'}:{home / 'polyseek-launcher'}", LAUNCHER_MAIN,
+        ]
+
     def _as_engine_user(self, cmd: list[str]) -> list[str]:
         """OpenSearch refuses to run as root: run it as an unprivileged system user."""
         user = self.settings.engine_user
@@ -126,6 +213,8 @@ class LocalEngine:
         current = self.status()
         if current.running:
             return current
+        if self.es_dist is not None:
+            return self._start_elasticsearch(self.es_dist)
         home = assemble_home(self.dist, self.settings.cache_dir / "artifacts", self.engine_dir)
         conf = self._write_config(home)
         env = dict(os.environ)
@@ -139,6 +228,26 @@ class LocalEngine:
         proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         if proc.returncode != 0:
             raise EngineError(f"engine failed to start, see {log.name}:\n{Path(log.name).read_text()[-3000:]}")
+        return self._wait_until_started()
+
+    def _start_elasticsearch(self, dist: ElasticsearchDistribution) -> EngineStatus:
+        """Assemble (once) and start the Elasticsearch node in the background, then wait for green."""
+        java_home = _find_java_home(self.settings, dist.java_major, at_least=True)
+        home = assemble_elasticsearch_home(dist, self.settings.cache_dir / "artifacts", self.engine_dir, java_home)
+        conf = self._write_es_config()
+        (self.state_dir / "tmp").mkdir(parents=True, exist_ok=True)
+        self.pid_file.unlink(missing_ok=True)
+        cmd = self._es_command(home, conf, java_home)
+        if os.geteuid() == 0:
+            cmd = self._as_engine_user(cmd)
+        env = {k: v for k, v in os.environ.items() if k not in ("JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS")}
+        with (self.state_dir / "logs" / "launcher.out").open("w") as log:
+            proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, cwd=self.state_dir)
+        return self._wait_until_started(proc)
+
+    def _wait_until_started(self, proc: subprocess.Popen | None = None) -> EngineStatus:
+        """Wait for green health (yellow after 20 s); stop the node and raise if it never comes."""
         deadline = time.monotonic() + self.settings.engine_start_timeout_s
         yellow_since: float | None = None
         while time.monotonic() < deadline:
@@ -154,6 +263,8 @@ class LocalEngine:
                 if time.monotonic() - yellow_since > 20:
                     return status
             if self.pid() is None and self.pid_file.exists():
+                break
+            if proc is not None and proc.poll() is not None:
                 break
             time.sleep(1.0)
         tail = self._log_tail()
