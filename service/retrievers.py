@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipelines.engine.dialect import Dialect, sparse_query
+from pipelines.engine.dialect import Dialect
 from pipelines.ingest.documents import CHUNKS_FIELD, SPARSE_FIELD, VECTOR_FIELD
 from service import fusion
 from service.fusion import Normalizer
@@ -322,7 +322,7 @@ def _unwrap(sub: dict) -> tuple[dict, float, str | None]:
 
 
 async def rewrite_sparse(query: Any, ctx: SearchContext) -> Any:
-    """Replace ``sparse_vector`` queries by rank_feature clauses over the query's term weights."""
+    """Replace ``sparse_vector`` queries by the dialect's clauses over the query's term weights."""
     if isinstance(query, list):
         return [await rewrite_sparse(q, ctx) for q in query]
     if not isinstance(query, dict):
@@ -342,7 +342,7 @@ async def rewrite_sparse(query: Any, ctx: SearchContext) -> Any:
                                   "the dense model has no sparse head; give [query_vector] weights")
         if not weights:
             return {"match_none": {}}
-        return sparse_query(field_name, weights, float(sv.get("boost", 1.0)))
+        return ctx.dialect.sparse_query(field_name, weights, float(sv.get("boost", 1.0)))
     return {k: await rewrite_sparse(v, ctx) for k, v in query.items()}
 
 

@@ -1,11 +1,21 @@
-"""Foundation: the real engine started by the project, templates, bulk, BM25 / kNN / rank_features."""
+"""Foundation: the real engine started by the project, templates, bulk, BM25 / kNN / learned sparse.
+
+Runs on either engine (``POLYSEEK_ENGINE``): the expectations that differ come from the dialect.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from pipelines.engine.dialect import sparse_query
 from pipelines.engine.launcher import LocalEngine
+from pipelines.settings import Settings
+
+# what the engine's own type names are for the fields whose type differs per dialect
+VECTOR_TYPE = {"opensearch": ("knn_vector", "dimension"), "elasticsearch": ("dense_vector", "dims")}
+SPARSE_TYPE = {"opensearch": "rank_features", "elasticsearch": "sparse_vector"}
+# modules/plugins the local launcher assembles (analysis and the sparse type come from these)
+NEEDED = {"opensearch": ("opensearch-knn", "analysis-common", "mapper-extras"),
+          "elasticsearch": ("transport-netty4", "polyseek")}
 
 DOCS = [
     ("a", {"title": "Kabellose Kopfhörer", "title_de": "Kabellose Kopfhörer", "lang": "de",
@@ -28,15 +38,28 @@ def products(engine, index_name):
 def test_status_reports_version_and_health(settings):
     status = LocalEngine(settings).status()
     assert status.running and status.health in ("green", "yellow")
-    assert status.version == settings.engine_version
-    for needed in ("opensearch-knn", "analysis-common", "mapper-extras"):
+    assert status.version == settings.resolved_engine_version
+    assert status.name == settings.engine
+    for needed in NEEDED[settings.engine]:
         assert needed in status.plugins
+
+
+def test_stop_of_another_engine_or_version_touches_nothing_running(settings):
+    """Processes are found by the state folder: a launcher for another engine/version sees none of ours."""
+    mine = LocalEngine(settings)
+    assert mine.processes(), "the engine under test was not started by the launcher"
+    other = "opensearch" if settings.engine == "elasticsearch" else "elasticsearch"
+    for engine, version in ((other, None), (settings.engine, "0.0.1")):
+        stranger = LocalEngine(Settings(**{**settings.model_dump(), "engine": engine, "engine_version": version}))
+        assert stranger.state_dir != mine.state_dir
+        assert not set(stranger.processes()) & set(mine.processes())
 
 
 def test_index_from_template_has_vector_sparse_and_language_fields(engine, products):
     mapping = engine.request("GET", f"/{products}/_mapping")[products]["mappings"]["properties"]
-    assert mapping["embedding"]["type"] == "knn_vector" and mapping["embedding"]["dimension"] == 4
-    assert mapping["sparse"]["type"] == "rank_features"
+    vector_type, dims_key = VECTOR_TYPE[engine.dialect.name]
+    assert mapping["embedding"]["type"] == vector_type and mapping["embedding"][dims_key] == 4
+    assert mapping["sparse"]["type"] == SPARSE_TYPE[engine.dialect.name]
     assert mapping["title_de"]["analyzer"] == "german"
     assert mapping["title_zh"]["analyzer"] == "polyseek_cjk"
     assert engine.create_products_index(products, dims=4) is False  # idempotent
@@ -63,8 +86,21 @@ def test_knn_with_filter(engine, products):
     assert "c" not in [h["_id"] for h in engine.search(products, body)["hits"]["hits"]]
 
 
-def test_rank_features(engine, products):
-    body = {"query": sparse_query("sparse", {"耳机": 1.0, "hose": 0.1})}
+def test_language_analyzers_are_the_real_ones(engine, products):
+    """Stemming and CJK bigrams, never a silent fallback to the standard analyzer."""
+    def tokens(field: str, text: str) -> list[str]:
+        resp = engine.request("POST", f"/{products}/_analyze", json_body={"field": field, "text": text})
+        return [t["token"] for t in resp["tokens"]]
+
+    assert tokens("title_en", "running shoes") == ["run", "shoe"]
+    assert tokens("title_de", "Kopfhörern") == ["kopfhor"]
+    assert tokens("title_fr", "chaussures") == ["chausur"]
+    assert tokens("title_zh", "无线耳机") == ["无线", "线耳", "耳机"]
+    assert tokens("title", "Café ＡＢＣ") == ["cafe", "abc"]
+
+
+def test_learned_sparse(engine, products):
+    body = {"query": engine.dialect.sparse_query("sparse", {"耳机": 1.0, "hose": 0.1})}
     hits = engine.search(products, body)["hits"]["hits"]
     assert [h["_id"] for h in hits] == ["b", "c"]
     assert hits[0]["_score"] == pytest.approx(3.0, rel=1e-3)

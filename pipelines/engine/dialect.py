@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from abc import ABC, abstractmethod
 from functools import cache
 from pathlib import Path
@@ -50,13 +51,27 @@ def models_of(mapping_response: Body) -> set[str]:
 
 
 def sparse_query(field: str, weights: dict[str, float], boost: float = 1.0) -> Body:
-    """Dot product of query term weights with the document's ``rank_features``.
+    """Dot product of query term weights with the document's ``rank_features`` (OpenSearch's form).
 
-    Both dialects score ``rank_feature`` with a ``linear`` function the same way, so
-    a bool/should over the query's terms gives sum(q_t * d_t).
+    ``rank_feature`` with a ``linear`` function scores d_t, so a bool/should over the
+    query's terms boosted by q_t gives sum(q_t * d_t).  Use :meth:`Dialect.sparse_query`
+    for the engine at hand.
     """
     return {"bool": {"should": [
         {"rank_feature": {"field": f"{field}.{term}", "linear": {}, "boost": w * boost}}
+        for term, w in weights.items() if w > 0
+    ], "minimum_should_match": 1}}
+
+
+def sparse_term_query(field: str, weights: dict[str, float], boost: float = 1.0) -> Body:
+    """Dot product of query term weights with a ``sparse_vector`` field (Elasticsearch's form).
+
+    A ``term`` query on a ``sparse_vector`` field scores the stored weight d_t linearly
+    (Lucene's ``FeatureField`` linear query), so boosted ``term`` clauses give
+    sum(q_t * d_t) without the x-pack ``sparse_vector`` query.
+    """
+    return {"bool": {"should": [
+        {"term": {field: {"value": term, "boost": w * boost}}}
         for term, w in weights.items() if w > 0
     ], "minimum_should_match": 1}}
 
@@ -97,6 +112,10 @@ class Dialect(ABC):
                   filter: Body | None = None) -> Body:
         """A query-DSL clause returning the ``k`` nearest documents (scores higher = closer)."""
 
+    @abstractmethod
+    def sparse_query(self, field: str, weights: dict[str, float], boost: float = 1.0) -> Body:
+        """A query-DSL clause scoring sum(q_t * d_t) over the learned sparse field ``field``."""
+
     def best_chunk_knn_query(self, field: str, chunks_path: str, vector: list[float], k: int,
                              num_candidates: int, filter: Body | None = None) -> Body:
         """kNN over a document vector and its nested chunk vectors; a document scores by its best.
@@ -130,6 +149,9 @@ class OpenSearchDialect(Dialect):
         clause["k"] = max(k, num_candidates) if num_candidates else k
         return {"knn": {field: clause}}
 
+    def sparse_query(self, field: str, weights: dict[str, float], boost: float = 1.0) -> Body:
+        return sparse_query(field, weights, boost)
+
 
 class ElasticsearchDialect(Dialect):
     name = "elasticsearch"
@@ -139,11 +161,23 @@ class ElasticsearchDialect(Dialect):
 
     def knn_query(self, field: str, vector: list[float], k: int, num_candidates: int,
                   filter: Body | None = None) -> Body:
+        """``knn`` query; the vector is scaled to unit length.
+
+        The templates use ``dot_product`` similarity (Polyseek's encoders write unit vectors),
+        which Elasticsearch refuses for a query vector of any other length.  Scaling the
+        query changes no ranking; the score is that of the unit vector, (1 + cos) / 2.
+        """
+        norm = math.sqrt(sum(x * x for x in vector))
+        if norm > 0 and abs(norm - 1.0) > 1e-4:
+            vector = [x / norm for x in vector]
         clause: Body = {"field": field, "query_vector": vector, "k": k,
                         "num_candidates": max(num_candidates, k)}
         if filter:
             clause["filter"] = filter
         return {"knn": clause}
+
+    def sparse_query(self, field: str, weights: dict[str, float], boost: float = 1.0) -> Body:
+        return sparse_term_query(field, weights, boost)
 
 
 def dialect_for(name: str) -> Dialect:
