@@ -450,6 +450,46 @@ async def ingest_status_endpoint(request: Request) -> Response:
     return JSONResponse(await run_in_threadpool(ingest_status, index, request.app.state.polyseek.settings))
 
 
+async def near_duplicates_endpoint(request: Request) -> Response:
+    """``GET /{index}/_polyseek/near_duplicates``: pairs of documents under different ids whose semantic-id
+    prefix (``level``, default 1) and cosine (``min_cosine``, default settings) say they are one product;
+    ``same_lang=true`` keeps pairs in one language, ``size`` (default 100) caps the list."""
+    from pipelines.ingest import semantic_ids
+
+    ps: Polyseek = request.app.state.polyseek
+    index = request.path_params["index"]
+    params = dict(request.query_params)
+    unknown = set(params) - {"level", "min_cosine", "same_lang", "size", "pretty"}
+    if unknown:
+        raise SearchError(400, "illegal_argument_exception",
+                          f"request [{request.url.path}] contains unrecognized parameter: [{sorted(unknown)[0]}]")
+    try:
+        level = int(params.get("level", 1))
+        size = int(params.get("size", 100))
+        min_cosine = float(params["min_cosine"]) if "min_cosine" in params else None
+    except ValueError as exc:
+        raise SearchError(400, "illegal_argument_exception", f"bad parameter value: {exc}") from None
+    same_lang = params.get("same_lang", "false")
+    if same_lang not in ("true", "false", "") or level < 1 or size < 0:
+        raise SearchError(400, "illegal_argument_exception",
+                          "[level] must be >= 1, [size] >= 0 and [same_lang] true or false")
+
+    def find() -> list[dict[str, Any]]:
+        if not ps.engine_client.index_exists(index):
+            raise SearchError(404, "index_not_found_exception", f"no such index [{index}]", index=index)
+        try:
+            pairs = semantic_ids.near_duplicates(ps.engine_client, index, level=level, min_cosine=min_cosine,
+                                                 same_lang=same_lang != "false", limit=size)
+        except LookupError as exc:
+            raise SearchError(400, "illegal_argument_exception", str(exc)) from None
+        return [p.as_dict() for p in pairs]
+
+    pairs = await run_in_threadpool(find)
+    return JSONResponse({"index": index, "level": level,
+                         "min_cosine": ps.settings.near_duplicate_cosine if min_cosine is None else min_cosine,
+                         "count": len(pairs), "pairs": pairs})
+
+
 async def passthrough(request: Request) -> Response:
     """Forward the request to the engine unchanged (after the guards) and relay its answer."""
     ps: Polyseek = request.app.state.polyseek
@@ -500,6 +540,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/_polyseek/ingest/status", ingest_status_endpoint, methods=["GET"]),
         Route("/{index}/_polyseek/ingest/status", ingest_status_endpoint, methods=["GET"]),
         Route("/_polyseek/feedback", feedback_endpoint, methods=["POST"]),
+        Route("/{index}/_polyseek/near_duplicates", near_duplicates_endpoint, methods=["GET"]),
         Route("/_search", search_endpoint, methods=["GET", "POST"]),
         Route("/{index}/_search", search_endpoint, methods=["GET", "POST"]),
         Route("/_msearch", msearch_endpoint, methods=["GET", "POST"]),

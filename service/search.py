@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from starlette.datastructures import QueryParams
 
 from pipelines.ingest.documents import VECTOR_FIELDS
+from service import collapse as collapse_mod
 from service import retrievers
 from service.errors import SearchError, bad_request
 from service.retrievers import MAX_WINDOW, Filter, Query, SearchContext
@@ -98,6 +99,7 @@ class SearchRequest(BaseModel):
     docvalue_fields: list[str | dict[str, Any]] | None = None
     version: bool | None = None
     seq_no_primary_term: bool | None = None
+    collapse: collapse_mod.Collapse | None = None
 
     @field_validator("track_total_hits")
     @classmethod
@@ -217,11 +219,24 @@ async def execute(body: dict[str, Any], ctx: SearchContext, defaults: dict[str, 
         ranked = [(d, s) for d, s in ranked if s >= req.min_score]
     ranked = ranked[:MAX_WINDOW]
     selected, sort_values = await _select(ctx, ranked, req.post_filter, sort)
-    page = selected[req.from_:req.from_ + req.size]
+    groups: list[collapse_mod.Group] = []
+    if req.collapse is not None:
+        groups = (await collapse_mod.group(ctx, req.collapse, selected))[req.from_:req.from_ + req.size]
+        page = [(g.representative, g.score) for g in groups]
+    else:
+        page = selected[req.from_:req.from_ + req.size]
     aggs = req.aggs if req.aggs is not None else req.aggregations
-    hits, total, aggregations = await asyncio.gather(
+    hits, total, aggregations, inner = await asyncio.gather(
         _fetch_page(ctx, req, page), total_hits(ctx, req, selected),
-        _aggregations(ctx, aggs, req, ranked, opts.typed_keys) if aggs else _none())
+        _aggregations(ctx, aggs, req, ranked, opts.typed_keys) if aggs else _none(),
+        collapse_mod.inner_hits(ctx, req.collapse, groups, req.post_filter, _source_param(req))
+        if req.collapse is not None else _none())
+    by_representative = {g.representative: g for g in groups}
+    for hit in hits:
+        if (g := by_representative.get(hit["_id"])) is not None:
+            hit["fields"] = {**hit.get("fields", {}), req.collapse.field: [g.value]}
+            if inner and g.representative in inner:
+                hit["inner_hits"] = inner[g.representative]
     scored = sort is None or req.track_scores
     for hit in hits:
         if sort is not None:
@@ -314,17 +329,19 @@ async def total_hits(ctx: SearchContext, req: SearchRequest,
     return total if isinstance(total, dict) else {"value": int(total), "relation": "eq"}
 
 
+def _source_param(req: SearchRequest) -> Any:
+    """The engine ``_source`` of the request's hits (vectors left out unless asked for)."""
+    if req.source is None:
+        return {"excludes": list(VECTOR_FIELDS)}
+    return req.source.model_dump(exclude_none=True) if isinstance(req.source, SourceFilter) else req.source
+
+
 async def _fetch_page(ctx: SearchContext, req: SearchRequest, page: list[tuple[str, float]]) -> list[dict]:
     """Sources (and highlights) of the page's ids, in fused order with fused scores."""
     if not page:
         return []
     ids = [d for d, _ in page]
-    fetch: dict[str, Any] = {"query": {"ids": {"values": ids}}, "size": len(ids)}
-    if req.source is not None:
-        fetch["_source"] = (req.source.model_dump(exclude_none=True) if isinstance(req.source, SourceFilter)
-                            else req.source)
-    else:
-        fetch["_source"] = {"excludes": list(VECTOR_FIELDS)}
+    fetch: dict[str, Any] = {"query": {"ids": {"values": ids}}, "size": len(ids), "_source": _source_param(req)}
     for key in ("fields", "stored_fields", "docvalue_fields", "version", "seq_no_primary_term"):
         value = getattr(req, key)
         if value is not None and not (key == "stored_fields" and _no_stored_fields(req)):

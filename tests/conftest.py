@@ -21,6 +21,7 @@ os.environ["POLYSEEK_DEAD_LETTER_INDEX"] = f"test-{RUN}-dead-letter"
 os.environ["POLYSEEK_STATUS_INDEX"] = f"test-{RUN}-ingest-status"
 os.environ["POLYSEEK_QUERY_LOG_INDEX"] = f"test-{RUN}-query-log"
 os.environ["POLYSEEK_FEEDBACK_INDEX"] = f"test-{RUN}-feedback"
+os.environ["POLYSEEK_SEMANTIC_IDS_INDEX"] = f"test-{RUN}-semantic-ids"
 os.environ["POLYSEEK_INGEST_BATCH_SIZE"] = "16"
 
 from pipelines.settings import Settings, get_settings  # noqa: E402

@@ -62,3 +62,174 @@ def test_fit_refuses_bad_shapes(kwargs):
     q = fit(np.eye(8, dtype=np.float32), levels=1, codes=2, min_points_per_code=1)
     with pytest.raises(ValueError):
         q.encode(np.ones((2, 5), np.float32))
+
+
+# --- on the real engine, broker and worker ------------------------------------------------------
+
+import json  # noqa: E402
+
+import httpx  # noqa: E402
+
+from tests.conftest import ROOT, RUN  # noqa: E402
+
+PRODUCTS = ("p000", "p001", "p010", "p016", "p018", "p024", "p031", "p040")
+CATALOG = [d for d in map(json.loads, (ROOT / "service/demo_data/catalog.jsonl").read_text().splitlines())
+           if d["id"].split("-")[0] in PRODUCTS]
+
+
+def _all_docs(engine, index: str) -> dict[str, dict]:
+    engine.refresh(index)
+    resp = engine.search(index, {"size": 1000, "_source": ["embedding", "lang", "semantic_id*"]})
+    return {h["_id"]: h["_source"] for h in resp["hits"]["hits"]}
+
+
+@pytest.fixture(scope="module")
+def coded(engine, worker, settings):
+    """A products index of 8 products x 6 languages, ingested by the worker, then fitted and re-coded."""
+    from pipelines.ingest import api
+    from pipelines.ingest.semantic_ids import fit_index
+
+    index = f"test-{RUN}-sid-catalog"
+    results = api.wait(api.enqueue(index, CATALOG, settings), timeout_s=300)
+    assert sum(r["indexed"] for r in results) == len(CATALOG)
+    before = _all_docs(engine, index)
+    assert not any("semantic_id" in s for s in before.values())  # no quantiser yet: no codes
+    report = fit_index(index, settings, levels=2, codes=8, progress=False)
+    return index, report, before
+
+
+def test_fit_recodes_every_document_through_the_reindex(engine, coded):
+    from pipelines.ingest.semantic_ids import index_quantizer
+
+    index, report, before = coded
+    assert report.vectors == len(CATALOG) and report.sizes == [8, 8]
+    assert report.reindex["indexed"] == len(CATALOG) and report.reindex["semantic_ids"] == report.quantizer
+    assert engine.aliases_of(index) == [report.reindex["target"]]  # the concrete index became an alias
+    q = index_quantizer(engine, index)
+    assert q is not None and q.id == report.quantizer
+    docs = _all_docs(engine, index)
+    assert set(docs) == set(before)  # every document kept
+    for doc_id, src in docs.items():  # the worker wrote the codes of the vector it wrote
+        want = q.fields(np.asarray([src["embedding"]], np.float32))[0]
+        assert {k: src[k] for k in want} == want, doc_id
+        assert src["embedding"] == pytest.approx(before[doc_id]["embedding"], abs=1e-5)
+    # the same product's language versions mostly share the first level (measured in bench/semantic_ids.py)
+    shared = sum(len({docs[f"{p}-{lang}"]["semantic_id_l1"] for lang in ("en", "de", "fr", "es", "ja", "zh")}) == 1
+                 for p in PRODUCTS)
+    assert shared >= 5, shared
+
+
+def test_a_reindex_with_the_same_model_keeps_the_quantiser(engine, coded, settings):
+    from pipelines.ingest.reindex import reindex
+
+    index, report, _ = coded
+    again = reindex(index, report.model, settings, progress=False)
+    assert again.semantic_ids == report.quantizer
+    docs = _all_docs(engine, index)
+    assert len(docs) == len(CATALOG) and all("semantic_id" in s for s in docs.values())
+
+
+def test_synchronous_writes_get_codes_too(engine, coded, svc):
+    index, report, _ = coded
+    doc = {**next(d for d in CATALOG if d["id"] == "p016-en"), "id": "copy-of-p016-en"}
+    resp = httpx.put(f"{svc}/{index}/_doc/copy-of-p016-en", json=doc, params={"refresh": "true"}, timeout=60)
+    assert resp.status_code == 201, resp.text
+    try:
+        docs = _all_docs(engine, index)
+        assert docs["copy-of-p016-en"]["semantic_id"] == docs["p016-en"]["semantic_id"]
+    finally:
+        httpx.delete(f"{svc}/{index}/_doc/copy-of-p016-en", params={"refresh": "true"}, timeout=60)
+
+
+def _search(svc: str, index: str, body: dict) -> dict:
+    resp = httpx.post(f"{svc}/{index}/_search", json=body, timeout=120)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+@pytest.mark.parametrize("retriever", ["hybrid", "knn", "rrf"])
+def test_collapse_gives_one_hit_per_group_with_inner_hits(coded, svc, retriever):
+    index, _, _ = coded
+    text = "Roboterstaubsauger mit Laser"
+    knn = {"knn": {"field": "embedding", "k": 50, "num_candidates": 100,
+                   "query_vector_builder": {"text_embedding": {"model_text": text}}}}
+    search = {"hybrid": {"query": {"hybrid": {"query": text}}}, "knn": {"retriever": knn},
+              "rrf": {"retriever": {"rrf": {"retrievers": [
+                  knn, {"standard": {"query": {"multi_match": {"query": text, "fields": ["title*"]}}}}]}}}}[retriever]
+    plain = _search(svc, index, {**search, "size": 10, "_source": ["lang"]})
+    body = {**search, "size": 10, "_source": ["title", "lang"],
+            "collapse": {"field": "semantic_id_l1", "inner_hits": {"name": "languages", "size": 10}}}
+    resp = _search(svc, index, body)
+    hits = resp["hits"]["hits"]
+    values = [h["fields"]["semantic_id_l1"][0] for h in hits]
+    assert len(values) == len(set(values)) > 1  # one hit per group
+    assert len(hits) < len(plain["hits"]["hits"])
+    assert resp["hits"]["total"] == plain["hits"]["total"]  # the total counts documents, as in Elasticsearch
+    top = hits[0]
+    assert top["_id"].startswith("p016") and top["_source"]["lang"] == "de"  # the query's language represents
+    inner = top["inner_hits"]["languages"]["hits"]
+    assert top["_id"] in [h["_id"] for h in inner["hits"]]
+    assert {h["_id"] for h in inner["hits"]} >= {f"p016-{lang}" for lang in ("en", "de", "fr", "es")}
+    assert inner["total"]["value"] == len(inner["hits"])
+    # explicit language: the Japanese version represents the group
+    ja = _search(svc, index, {**body, "collapse": {"field": "semantic_id_l1", "lang": "ja"}})
+    assert ja["hits"]["hits"][0]["_id"] == "p016-ja" and "inner_hits" not in ja["hits"]["hits"][0]
+
+
+def test_collapse_on_the_full_code_and_paging(coded, svc):
+    index, _, _ = coded
+    body = {"query": {"hybrid": {"query": "office chair"}}, "_source": False, "collapse": {"field": "semantic_id"}}
+    first = _search(svc, index, {**body, "size": 3})
+    second = _search(svc, index, {**body, "size": 3, "from": 3})
+    values = [h["fields"]["semantic_id"][0] for h in first["hits"]["hits"] + second["hits"]["hits"]]
+    assert len(values) == len(set(values)) == 6
+
+
+@pytest.mark.parametrize("collapse,reason", [
+    ({"field": "no_such_field"}, "no mapping found for [no_such_field]"),
+    ({"field": "title"}, "collapse is not supported for the field [title] of the type [text]"),
+    ({"field": "semantic_id", "bogus": 1}, "[search.collapse.bogus]"),
+    ({"inner_hits": {}}, "[search.collapse.field]"),
+])
+def test_bad_collapse_is_a_400(coded, svc, collapse, reason):
+    index, _, _ = coded
+    resp = httpx.post(f"{svc}/{index}/_search", json={"query": {"hybrid": {"query": "chair"}}, "collapse": collapse},
+                      timeout=60)
+    assert resp.status_code == 400, resp.text
+    assert reason in resp.json()["error"]["reason"]
+
+
+def test_passthrough_collapse_is_the_engines(coded, svc, eng):
+    index, _, _ = coded
+    body = {"query": {"match": {"title": "chair"}}, "collapse": {"field": "semantic_id_l1"}, "_source": False}
+    served, direct = _search(svc, index, body), _search(eng, index, body)
+    assert [h["_id"] for h in served["hits"]["hits"]] == [h["_id"] for h in direct["hits"]["hits"]]
+    assert served["hits"]["hits"] and all("fields" in h for h in served["hits"]["hits"])
+
+
+def test_near_duplicates_cli_api_and_same_language_copies(coded, engine, svc):
+    from pipelines.ingest.semantic_ids import near_duplicates
+
+    index, _, _ = coded
+    pairs = near_duplicates(engine, index)
+    assert pairs and all(p.ids[0].split("-")[0] == p.ids[1].split("-")[0] for p in pairs)  # translations
+    assert all(p.cosine >= 0.85 for p in pairs)
+    assert near_duplicates(engine, index, same_lang=True) == []
+    doc = {**next(d for d in CATALOG if d["id"] == "p010-fr"), "id": "dup-p010-fr", "price": 9.99}
+    httpx.put(f"{svc}/{index}/_doc/dup-p010-fr", json=doc, params={"refresh": "true"}, timeout=60).raise_for_status()
+    try:
+        resp = httpx.get(f"{svc}/{index}/_polyseek/near_duplicates", params={"same_lang": "true"}, timeout=60)
+        assert resp.status_code == 200, resp.text
+        assert [tuple(sorted(p["ids"])) for p in resp.json()["pairs"]] == [("dup-p010-fr", "p010-fr")]
+        assert resp.json()["pairs"][0]["cosine"] > 0.99
+        bad = httpx.get(f"{svc}/{index}/_polyseek/near_duplicates", params={"level": "x"}, timeout=60)
+        assert bad.status_code == 400 and bad.json()["error"]["type"] == "illegal_argument_exception"
+    finally:
+        httpx.delete(f"{svc}/{index}/_doc/dup-p010-fr", params={"refresh": "true"}, timeout=60)
+
+
+def test_near_duplicates_need_a_quantiser(engine, svc, index_name):
+    engine.create_products_index(index_name)
+    resp = httpx.get(f"{svc}/{index_name}/_polyseek/near_duplicates", timeout=60)
+    assert resp.status_code == 400 and "semantic-ids fit" in resp.json()["error"]["reason"]
+    assert httpx.get(f"{svc}/test-{RUN}-nope/_polyseek/near_duplicates", timeout=60).status_code == 404
