@@ -76,8 +76,8 @@ def test_long_description_is_found_by_its_best_chunk(es, engine, index_name):
     assert ids(resp)[0] == "long"
     assert "chunks" not in resp["hits"]["hits"][0]["_source"]  # vectors stay out of answers
     # the first-chunk vector alone (title + start of the description) scores lower than the best chunk
-    direct = engine.search(index_name, {"size": 3, "query": {"knn": {"embedding": {
-        "vector": _query_vector(query), "k": 3}}}})
+    direct = engine.search(index_name, {"size": 3, "query": engine.dialect.knn_query(
+        "embedding", _query_vector(query), 3, 3)})
     first_chunk_score = {h["_id"]: h["_score"] for h in direct["hits"]["hits"]}["long"]
     assert resp["hits"]["hits"][0]["_score"] > first_chunk_score + 0.01
 
