@@ -13,7 +13,12 @@ from pipelines.settings import get_settings
 def _engine(args: argparse.Namespace) -> int:
     from pipelines.engine.launcher import LocalEngine
 
-    engine = LocalEngine(get_settings())
+    settings = get_settings()
+    if args.engine:  # another engine than the settings': its own default version unless --version
+        settings = settings.model_copy(update={"engine": args.engine, "engine_version": args.version})
+    elif args.version:
+        settings = settings.model_copy(update={"engine_version": args.version})
+    engine = LocalEngine(settings)
     if args.action == "start":
         print(engine.start().describe())
     elif args.action == "stop":
@@ -282,8 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polyseek", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("engine", help="local OpenSearch node on 127.0.0.1")
+    p = sub.add_parser("engine", help="local OpenSearch or Elasticsearch node on 127.0.0.1")
     p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--engine", choices=["opensearch", "elasticsearch"],
+                   help="engine to run (default: POLYSEEK_ENGINE); the URL stays POLYSEEK_ENGINE_URL")
+    p.add_argument("--version", help="engine version (default: POLYSEEK_ENGINE_VERSION, else the engine's default)")
     p.add_argument("--json", action="store_true", help="status as JSON")
     p.set_defaults(func=_engine)
 
