@@ -19,7 +19,9 @@ Body keys, on the fused list of the retriever tree (the top ``window`` documents
   is a 400;
 - ``timeout`` bounds the whole search; on expiry the answer is 200 with
   ``timed_out: true`` and the hits found so far (none when retrieval did not finish);
-- ``track_total_hits`` and ``hits.total``: see :func:`total_hits`.
+- ``track_total_hits`` and ``hits.total``: see :func:`total_hits`;
+- ``collapse`` groups the fused list by a keyword field (one hit per value, ``inner_hits``,
+  the shopper's language as representative): see :mod:`service.collapse`.
 """
 
 from __future__ import annotations

@@ -165,9 +165,11 @@ def _lloyd(x: np.ndarray, k: int, iters: int, rng: np.random.Generator) -> tuple
         closest = options[best]
     assign = _nearest(x, centroids)
     for _ in range(iters):
-        sums = np.zeros_like(centroids)
-        np.add.at(sums, assign, x)
         counts = np.bincount(assign, minlength=k)
+        order = np.argsort(assign, kind="stable")
+        present = np.flatnonzero(counts)
+        sums = np.zeros_like(centroids)
+        sums[present] = np.add.reduceat(x[order], np.concatenate([[0], np.cumsum(counts)[:-1]])[present])
         empty = np.flatnonzero(counts == 0)
         centroids = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centroids)
         if len(empty):

@@ -1,0 +1,285 @@
+"""Semantic IDs: do codes group one product's language versions, and what does collapse change?
+
+    python -m bench.semantic_ids [--data ../shared/data] [--ikea-queries 200] [--out bench/results]
+
+1. **Pairs** (in memory, the index's own encoder): on the demo catalog (41 products x 6
+   languages, ``p000-en`` ... ``p000-zh`` are one product) and on the IKEA ``val`` aligned
+   descriptions (each English text with its German and French versions is one product),
+   precision/recall of "same product" pairs when two documents share a code prefix, per
+   level, for the default fit and a sweep of codes per level; and for a cosine threshold
+   alone and combined with the first level (the near-duplicate rule).
+2. **Collapse through the stack** (real engine and service, the codes written by the
+   service's synchronous ``_bulk``): for the demo queries and IKEA queries, distinct
+   products in the top 10 and nDCG@10 counted per product group, collapse off vs on
+   (``semantic_id_l1``); query latency with and without collapse.
+3. **Cost**: fit seconds, codes per second, bytes per document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from bench.eval_run import DEFAULT_DATA
+from pipelines.models.semantic_ids import fit
+from pipelines.models.training_data import read_ikea
+from pipelines.settings import get_settings
+
+CATALOG = Path(__file__).resolve().parents[1] / "service" / "demo_data" / "catalog.jsonl"
+LANGS = ("en", "de", "fr", "es", "ja", "zh")
+# the demo's queries (service/demo.py) and a few more, each with the product it asks for
+DEMO_QUERIES = [("无线降噪耳机", "p000"), ("kabellose Kopfhörer", "p000"), ("silla de oficina ergonómica", "p018"),
+                ("防水アクションカメラ", "p008"), ("cafetière à piston", "p010"), ("robot vacuum", "p016"),
+                ("Wasserkocher mit Temperaturregelung", "p012"), ("tente de camping deux places", "p029"),
+                ("ランニングシューズ 女性", "p031"), ("cepillo de dientes eléctrico", "p035"),
+                ("儿童自行车", "p028"), ("garden hose", "p024")]
+
+
+def demo_catalog() -> tuple[list[dict], list[str]]:
+    docs = [json.loads(line) for line in CATALOG.read_text().splitlines()]
+    return docs, [d["id"].split("-")[0] for d in docs]
+
+
+def ikea_catalog(data_dir: Path) -> tuple[list[dict], list[str]]:
+    """English texts with their German/French versions: one group per English text."""
+    docs, groups, english = [], [], {}
+    for other in ("de", "fr"):
+        en, fo = read_ikea(data_dir, "val", f"en-{other}")
+        for e, f in zip(en, fo):
+            if e not in english:
+                english[e] = f"ikea{len(english):04d}"
+                docs.append({"id": f"{english[e]}-en", "title": e[:80], "description": e, "lang": "en"})
+                groups.append(english[e])
+            docs.append({"id": f"{english[e]}-{other}-{len(docs)}", "title": f[:80], "description": f, "lang": other})
+            groups.append(english[e])
+    return docs, groups
+
+
+def embed(docs: list[dict], cache: Path) -> np.ndarray:
+    """The stored-vector of each document, as a worker computes it (cached on disk)."""
+    from pipelines.encoders.dense import open_encoder
+    from pipelines.ingest.documents import embedding_text
+
+    if cache.exists():
+        return np.load(cache)
+    s = get_settings()
+    enc = open_encoder(s.resolved_model_dir, s.dense_model, s.encoder_precision, threads=s.encoder_threads)
+    vecs = enc.encode_documents([embedding_text(d) for d in docs], chunk_tokens=s.chunk_tokens,
+                                overlap=s.chunk_overlap, max_chunks=s.max_chunks).dense
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache, vecs)
+    return vecs
+
+
+def pair_scores(pred: np.ndarray, same: np.ndarray) -> dict[str, float]:
+    iu = np.triu_indices(len(same), 1)
+    p, s = pred[iu], same[iu]
+    tp = int((p & s).sum())
+    precision = tp / max(int(p.sum()), 1)
+    recall = tp / max(int(s.sum()), 1)
+    f1 = 2 * precision * recall / max(precision + recall, 1e-9)
+    return {"precision": round(precision, 3), "recall": round(recall, 3), "f1": round(f1, 3), "pairs": int(p.sum())}
+
+
+def pairs_report(name: str, vecs: np.ndarray, groups: list[str]) -> dict:
+    g = np.asarray(groups)
+    same = g[:, None] == g[None, :]
+    out: dict = {"catalog": name, "documents": len(groups), "products": len(set(groups)), "fits": [], "cosine": []}
+    for codes in (16, 32, 64, 128, 256):
+        t0 = time.perf_counter()
+        q = fit(vecs, levels=3, codes=codes)
+        seconds = time.perf_counter() - t0
+        c = q.encode(vecs)
+        levels = []
+        for level in range(1, q.levels + 1):
+            key = np.array(["-".join(map(str, r[:level])) for r in c])
+            levels.append({"level": level, "groups": len(set(key)), **pair_scores(key[:, None] == key[None, :], same)})
+        out["fits"].append({"codes": codes, "sizes": q.sizes, "fit_s": round(seconds, 2), "levels": levels})
+    cos = vecs @ vecs.T
+    q = fit(vecs, levels=3, codes=256)
+    first = q.encode(vecs)[:, 0]
+    block = first[:, None] == first[None, :]
+    for t in (0.75, 0.8, 0.85, 0.9, 0.95):
+        out["cosine"].append({"min_cosine": t, "cosine_alone": pair_scores(cos >= t, same),
+                              "with_level_1": pair_scores((cos >= t) & block, same)})
+    return out
+
+
+def cost_report(dims: int) -> dict:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20_000, dims)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    t0 = time.perf_counter()
+    q = fit(x, levels=3, codes=256, max_train=20_000)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fields = q.fields(x)
+    per_s = len(x) / (time.perf_counter() - t0)
+    size = statistics.mean(len(json.dumps(f)) for f in fields[:1000])
+    return {"fit_s_20k_x_3x256": round(fit_s, 1), "codes_per_s": int(per_s), "source_bytes_per_doc": round(size, 1),
+            "codebooks_bytes": len(q.to_bytes())}
+
+
+# --- through the stack --------------------------------------------------------------------------
+
+def load_index(url: str, index: str, docs: list[dict]) -> None:
+    """The catalog through the service's synchronous ``_bulk`` (the service embeds and codes)."""
+    for start in range(0, len(docs), 128):
+        lines = []
+        for d in docs[start:start + 128]:
+            lines += [json.dumps({"index": {"_index": index, "_id": d["id"]}}), json.dumps(d, ensure_ascii=False)]
+        resp = httpx.post(f"{url}/_bulk", content=("\n".join(lines) + "\n").encode(),
+                          headers={"content-type": "application/x-ndjson"}, timeout=600)
+        resp.raise_for_status()
+        assert not resp.json()["errors"], resp.text[:500]
+    httpx.post(f"{url}/{index}/_refresh", timeout=60).raise_for_status()
+
+
+def ndcg_groups(ranked_groups: list[str], gains: dict[str, float], k: int = 10) -> float:
+    """nDCG@k where each product group earns its gain once (at its first position)."""
+    seen, dcg = set(), 0.0
+    for rank, grp in enumerate(ranked_groups[:k], 1):
+        if grp not in seen:
+            dcg += gains.get(grp, 0.0) / math.log2(rank + 1)
+            seen.add(grp)
+    ideal = sum(gv / math.log2(r + 1) for r, gv in enumerate(sorted(gains.values(), reverse=True)[:k], 1))
+    return dcg / ideal if ideal else 0.0
+
+
+def collapse_report(url: str, index: str, queries: list[tuple[str, dict[str, float], str | None]],
+                    group_of) -> dict:
+    """Per collapse setting: mean distinct products in the top 10, nDCG@10 per group, latency."""
+    out = {}
+    for name, collapse in (("off", None), ("on semantic_id_l1", {"field": "semantic_id_l1"})):
+        distinct, ndcg, took = [], [], []
+        for text, gains, own in queries:
+            body = {"query": {"hybrid": {"query": text}}, "size": 11 if own else 10, "_source": False}
+            if collapse:
+                body["collapse"] = collapse
+            t0 = time.perf_counter()
+            resp = httpx.post(f"{url}/{index}/_search", json=body, timeout=60)
+            took.append((time.perf_counter() - t0) * 1000)
+            resp.raise_for_status()
+            ids = [h["_id"] for h in resp.json()["hits"]["hits"] if h["_id"] != own][:10]
+            groups = [group_of(i) for i in ids]
+            distinct.append(len(set(groups)))
+            ndcg.append(ndcg_groups(groups, gains))
+        out[name] = {"queries": len(queries), "distinct_products_top10": round(statistics.mean(distinct), 2),
+                     "ndcg10_per_group": round(statistics.mean(ndcg), 3),
+                     "latency_p50_ms": round(statistics.median(took), 1)}
+    return out
+
+
+def stack_report(docs: list[dict], groups: list[str], queries, index: str, codes: int | None) -> dict:
+    from pipelines.engine.client import EngineClient
+    from pipelines.ingest import semantic_ids
+    from service.runner import serve_in_thread
+
+    s = get_settings()
+    url, stop = serve_in_thread(s)
+    group_by_id = dict(zip((d["id"] for d in docs), groups))
+    try:
+        with EngineClient(s, timeout_s=120) as engine:
+            engine.delete_index(index)
+            t0 = time.perf_counter()
+            load_index(url, index, docs)
+            plain_s = time.perf_counter() - t0
+            report = semantic_ids.fit_index(index, s, codes=codes, recode=False)
+            semantic_ids.bind(engine, index, report.quantizer)
+            t0 = time.perf_counter()
+            load_index(url, index, docs)  # the same ids again: now with codes
+            coded_s = time.perf_counter() - t0
+            size = {i["index"]: i for i in engine.request("GET", f"/_cat/indices/{index}", params={"format": "json"})}
+        result = {"index": index, "quantizer": report.quantizer, "sizes": report.sizes,
+                  "groups_per_level": report.groups_per_level,
+                  "ingest_docs_per_s": {"without codes": round(len(docs) / plain_s, 1),
+                                        "with codes": round(len(docs) / coded_s, 1)},
+                  "store_size": size.get(index, {}).get("store.size")}
+        result |= collapse_report(url, index, queries, group_by_id.get)
+        return result
+    finally:
+        stop()
+
+
+def demo_queries(docs: list[dict]) -> list[tuple[str, dict[str, float], None]]:
+    """Gain 2 for the product asked for, 1 for products of the same category."""
+    category = {d["id"].split("-")[0]: d["category"] for d in docs if d["id"].endswith("-en")}
+    out = []
+    for text, product in DEMO_QUERIES:
+        gains = {p: 1.0 for p, c in category.items() if c == category[product]}
+        gains[product] = 2.0
+        out.append((text, gains, None))
+    return out
+
+
+def ikea_queries(docs: list[dict], groups: list[str], n: int) -> list[tuple[str, dict[str, float], str]]:
+    """Foreign descriptions (every other one, up to ``n``): their product gains 1; their own text is skipped."""
+    foreign = [(d, g) for d, g in zip(docs, groups) if d["lang"] != "en"][::2][:n]
+    return [(d["description"], {g: 1.0}, d["id"]) for d, g in foreign]
+
+
+def markdown(report: dict) -> str:
+    lines = []
+    for cat in report["pairs"]:
+        lines += [f"\n### Same-product pairs: {cat['catalog']} ({cat['documents']} documents, {cat['products']} products)",
+                  "", "| codes/level (fitted) | level | groups | precision | recall | F1 |", "|---|---|---|---|---|---|"]
+        for f in cat["fits"]:
+            for lv in f["levels"]:
+                lines.append(f"| {f['codes']} ({f['sizes'][0]}) | {lv['level']} | {lv['groups']} | {lv['precision']} | "
+                             f"{lv['recall']} | {lv['f1']} |")
+        lines += ["", "| min cosine | precision | recall | with level 1: precision | recall |", "|---|---|---|---|---|"]
+        for c in cat["cosine"]:
+            a, b = c["cosine_alone"], c["with_level_1"]
+            lines.append(f"| {c['min_cosine']} | {a['precision']} | {a['recall']} | {b['precision']} | {b['recall']} |")
+    for name, st in report.get("stack", {}).items():
+        lines += [f"\n### Collapse through the service: {name} (codes {st['sizes']}, groups per level "
+                  f"{st['groups_per_level']})", "",
+                  "| collapse | queries | distinct products in top 10 | nDCG@10 per product group | p50 ms |",
+                  "|---|---|---|---|---|"]
+        for k in ("off", "on semantic_id_l1"):
+            r = st[k]
+            lines.append(f"| {k} | {r['queries']} | {r['distinct_products_top10']} | {r['ndcg10_per_group']} | "
+                         f"{r['latency_p50_ms']} |")
+        lines.append(f"\ningest through the service: {st['ingest_docs_per_s']} docs/s; store {st['store_size']}")
+    c = report["cost"]
+    lines += ["\n### Cost", "", f"fit 3x256 on 20k vectors: {c['fit_s_20k_x_3x256']} s; encode: {c['codes_per_s']} "
+              f"codes/s; `_source` bytes per document: {c['source_bytes_per_doc']}; codebooks: "
+              f"{c['codebooks_bytes']} bytes"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--ikea-queries", type=int, default=200)
+    ap.add_argument("--no-stack", action="store_true", help="only the in-memory pair measurements")
+    ap.add_argument("--out", type=Path, default=Path("bench/results"))
+    args = ap.parse_args(argv)
+    cache = get_settings().cache_dir / "bench-semantic-ids"
+    demo_docs, demo_groups = demo_catalog()
+    ikea_docs, ikea_groups = ikea_catalog(args.data)
+    demo_vecs = embed(demo_docs, cache / f"demo-{get_settings().dense_model}.npy")
+    ikea_vecs = embed(ikea_docs, cache / f"ikea-val-{get_settings().dense_model}.npy")
+    report: dict = {"pairs": [pairs_report("demo catalog", demo_vecs, demo_groups),
+                              pairs_report("IKEA val (en/de/fr)", ikea_vecs, ikea_groups)],
+                    "cost": cost_report(demo_vecs.shape[1])}
+    if not args.no_stack:
+        report["stack"] = {
+            "demo catalog": stack_report(demo_docs, demo_groups, demo_queries(demo_docs), "bench-sid-demo", None),
+            "IKEA val": stack_report(ikea_docs, ikea_groups, ikea_queries(ikea_docs, ikea_groups, args.ikea_queries),
+                                     "bench-sid-ikea", None)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "semantic_ids.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
