@@ -233,3 +233,13 @@ def test_near_duplicates_need_a_quantiser(engine, svc, index_name):
     resp = httpx.get(f"{svc}/{index_name}/_polyseek/near_duplicates", timeout=60)
     assert resp.status_code == 400 and "semantic-ids fit" in resp.json()["error"]["reason"]
     assert httpx.get(f"{svc}/test-{RUN}-nope/_polyseek/near_duplicates", timeout=60).status_code == 404
+
+
+def test_a_terms_aggregation_on_a_code_level_maps_the_catalog(coded, svc):
+    index, report, _ = coded
+    body = {"size": 0, "aggs": {"map": {"terms": {"field": "semantic_id_l1", "size": 50},
+                                        "aggs": {"example": {"top_hits": {"size": 1, "_source": ["title"]}}}}}}
+    buckets = _search(svc, index, body)["aggregations"]["map"]["buckets"]
+    assert len(buckets) == report.groups_per_level[0]
+    assert sum(b["doc_count"] for b in buckets) == len(CATALOG)
+    assert all(b["example"]["hits"]["hits"][0]["_source"]["title"] for b in buckets)

@@ -94,10 +94,15 @@ def main() -> None:
         vis("polyseek-vis-dead-letters-by-index", "Dead letters by index", "table",
             [agg(1, "count", "metric"), agg(2, "terms", "bucket", field="index", size=20)], dl),
     ]
-    objects = [data_view(i, *v) for i, v in DATA_VIEWS.items()] + visualizations + [
+    catalog_map = vis("polyseek-vis-catalog-map", "Catalog map: largest semantic-id clusters (level 1) with an "
+                      "example title", "table",
+                      [agg(1, "count", "metric"), agg(2, "terms", "bucket", field="semantic_id_l1", size=30),
+                       agg(3, "terms", "bucket", field="title.raw", size=1)], "polyseek-dv-products")
+    objects = [data_view(i, *v) for i, v in DATA_VIEWS.items()] + visualizations + [catalog_map] + [
         dashboard("polyseek-dashboard-search", "Polyseek search analytics",
                   [v["id"] for v in visualizations[:9]]),
         dashboard("polyseek-dashboard-ingest", "Polyseek ingest", [v["id"] for v in visualizations[9:]]),
+        dashboard("polyseek-dashboard-catalog-map", "Polyseek catalog map (semantic ids)", [catalog_map["id"]]),
     ]
     OUT.write_text("".join(json.dumps(o, ensure_ascii=False) + "\n" for o in objects))
     print(f"{len(objects)} saved objects -> {OUT}")
