@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -62,8 +62,7 @@ def load(engine: EngineClient, quantizer_id: str) -> ResidualQuantizer:
             raise LookupError(f"no semantic-id quantiser [{quantizer_id}] in [{key[1]}]")
         src = doc["_source"]
         q = ResidualQuantizer.from_bytes(base64.b64decode(src["codebooks"]))
-        _LOADED[key] = ResidualQuantizer(q.codebooks, {**q.info, "model": src.get("model"),
-                                                       "fitted_on": src.get("fitted_on")})
+        _LOADED[key] = replace(q, info={**q.info, "model": src.get("model"), "fitted_on": src.get("fitted_on")})
     return _LOADED[key]
 
 
@@ -169,15 +168,16 @@ def fit_index(index: str, settings: Settings | None = None, *, levels: int | Non
         if not engine.index_exists(index):
             raise LookupError(f"no such index [{index}]")
         model = engine.index_model(index) or s.dense_model
-        ids, vectors, _ = stored_vectors(engine, index, ())
+        ids, vectors, sources = stored_vectors(engine, index, ("lang",))
         if not ids:
             raise ValueError(f"[{index}] holds no embedded documents to fit on")
+        langs = [src.get("lang") for src in sources]
         started = time.perf_counter()
-        q = fit(vectors, levels=levels or s.semantic_id_levels, codes=codes or s.semantic_id_codes, seed=seed)
+        q = fit(vectors, langs, levels=levels or s.semantic_id_levels, codes=codes or s.semantic_id_codes, seed=seed)
         seconds = round(time.perf_counter() - started, 2)
-        q = ResidualQuantizer(q.codebooks, {**q.info, "model": model, "fitted_on": index})
+        q = replace(q, info={**q.info, "model": model, "fitted_on": index})
         save(engine, q, model=model, fitted_on=index)
-    codes_ = q.encode(vectors)
+    codes_ = q.encode(vectors, langs)
     groups = [len({tuple(r[:n]) for r in codes_}) for n in range(1, q.levels + 1)]
     report = FitReport(index=index, quantizer=q.id, model=model, vectors=len(ids), sizes=q.sizes,
                        mse_per_level=q.info["mse_per_level"], fit_seconds=seconds, groups_per_level=groups)
@@ -209,7 +209,8 @@ def near_duplicates(engine: EngineClient, index: str, *, level: int = 1, min_cos
 
     Candidates share the code prefix of ``level`` (a cheap blocking key: only pairs within
     a group are compared); a pair is reported when its cosine is at least ``min_cosine``
-    (default ``settings.near_duplicate_cosine``).  ``same_lang`` keeps pairs in one
+    (default ``settings.near_duplicate_cosine``), measured as the quantiser sees the
+    vectors: centred per language (translations of one product score far higher there).  ``same_lang`` keeps pairs in one
     language only (true duplicates rather than translations).  Highest cosine first.
     """
     q = index_quantizer(engine, index)
@@ -221,8 +222,11 @@ def near_duplicates(engine: EngineClient, index: str, *, level: int = 1, min_cos
     if not ids:
         return []
     depth = max(1, min(level, q.levels))
+    langs = [src.get("lang") for src in sources]
+    codes = q.code_strings(q.encode(vectors, langs))
+    vectors = q.prepare(vectors, langs)  # the cosine below: centred per language, as the codes
     groups: dict[str, list[int]] = {}
-    for i, code in enumerate(q.code_strings(q.encode(vectors))):
+    for i, code in enumerate(codes):
         groups.setdefault("-".join(code.split("-")[:depth]), []).append(i)
     out: list[NearDuplicate] = []
     for key, members in groups.items():

@@ -7,6 +7,12 @@ small cell.  Language versions of one product lie close in a multilingual embedd
 space and therefore share a prefix (how often, per level, is measured by
 ``python -m bench.semantic_ids``).
 
+Before quantising, each vector is centred on its language's mean (fitted on the catalog;
+languages seen too rarely use the mean of all vectors) and L2-normalised again: a
+passage embedding carries a language component that pulls same-language products
+together, and removing it doubles the share of IKEA descriptions whose nearest
+neighbour is their own translation (0.33 -> 0.68; the demo catalog stays at 1.0).
+
 This module is pure numpy: fitting, encoding and (de)serialising.  Where a fitted
 quantiser is stored and how documents get their codes is :mod:`pipelines.ingest.semantic_ids`.
 """
@@ -40,6 +46,7 @@ class ResidualQuantizer:
 
     codebooks: tuple[np.ndarray, ...]
     info: dict[str, Any] = field(default_factory=dict, compare=False)  # provenance: data, seed, errors
+    centres: dict[str, np.ndarray] = field(default_factory=dict, compare=False)  # language -> mean; "*": all
 
     @property
     def levels(self) -> int:
@@ -60,15 +67,21 @@ class ResidualQuantizer:
         h = hashlib.sha256()
         for c in self.codebooks:
             h.update(np.ascontiguousarray(c, dtype="<f4").tobytes())
+        for lang in sorted(self.centres):
+            h.update(lang.encode() + np.ascontiguousarray(self.centres[lang], dtype="<f4").tobytes())
         return f"rq{self.levels}x{max(self.sizes)}-{h.hexdigest()[:16]}"
 
-    def encode(self, vectors: np.ndarray) -> np.ndarray:
-        """``(n, levels)`` int codes of ``(n, dims)`` vectors (nearest centroid of each residual)."""
+    def prepare(self, vectors: np.ndarray, langs: list[str | None] | None = None) -> np.ndarray:
+        """The vectors as the codebooks see them: centred on their language's mean, unit length."""
         x = np.asarray(vectors, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.dims:
             raise ValueError(f"expected vectors of {self.dims} dims, got shape {x.shape}")
-        residual = x.copy()
-        out = np.empty((len(x), self.levels), dtype=np.int32)
+        return centre(x, langs, self.centres)
+
+    def encode(self, vectors: np.ndarray, langs: list[str | None] | None = None) -> np.ndarray:
+        """``(n, levels)`` int codes of ``(n, dims)`` vectors in ``langs`` (nearest centroid of each residual)."""
+        residual = self.prepare(vectors, langs).copy()
+        out = np.empty((len(residual), self.levels), dtype=np.int32)
         for level, book in enumerate(self.codebooks):
             out[:, level] = _nearest(residual, book)
             residual -= book[out[:, level]]
@@ -84,11 +97,11 @@ class ResidualQuantizer:
         widths = [len(str(s - 1)) for s in self.sizes]
         return ["-".join(f"{int(c):0{w}d}" for c, w in zip(row, widths)) for row in np.asarray(codes)]
 
-    def fields(self, vectors: np.ndarray) -> list[dict[str, str]]:
-        """Per vector, the keyword fields a document gets: ``semantic_id`` and ``semantic_id_l<n>``
-        for every proper prefix (``n`` < levels)."""
+    def fields(self, vectors: np.ndarray, langs: list[str | None] | None = None) -> list[dict[str, str]]:
+        """Per vector (in ``langs``), the keyword fields a document gets: ``semantic_id`` and
+        ``semantic_id_l<n>`` for every proper prefix (``n`` < levels)."""
         out = []
-        for code in self.code_strings(self.encode(vectors)):
+        for code in self.code_strings(self.encode(vectors, langs)):
             parts = code.split("-")
             doc = {prefix_field(n): "-".join(parts[:n]) for n in range(1, self.levels)}
             doc[CODE_FIELD] = code
@@ -99,7 +112,8 @@ class ResidualQuantizer:
         """An ``.npz`` with the codebooks and the info as JSON."""
         buf = io.BytesIO()
         np.savez_compressed(buf, info=np.frombuffer(json.dumps(self.info).encode(), dtype=np.uint8),
-                            **{f"level{n}": c.astype(np.float32) for n, c in enumerate(self.codebooks)})
+                            **{f"level{n}": c.astype(np.float32) for n, c in enumerate(self.codebooks)},
+                            **{f"centre_{lang}": c.astype(np.float32) for lang, c in self.centres.items()})
         return buf.getvalue()
 
     @classmethod
@@ -107,7 +121,32 @@ class ResidualQuantizer:
         with np.load(io.BytesIO(data)) as npz:
             books = tuple(npz[f"level{n}"] for n in range(sum(k.startswith("level") for k in npz.files)))
             info = json.loads(npz["info"].tobytes().decode()) if "info" in npz.files else {}
-        return cls(books, info)
+            centres = {k.removeprefix("centre_"): npz[k] for k in npz.files if k.startswith("centre_")}
+        return cls(books, info, centres)
+
+
+def centre(x: np.ndarray, langs: list[str | None] | None, centres: dict[str, np.ndarray]) -> np.ndarray:
+    """``x`` minus each row's language mean (``"*"`` for other languages), L2-normalised (no centres: ``x``)."""
+    if not centres:
+        return x
+    if langs is None:
+        langs = [None] * len(x)
+    if len(langs) != len(x):
+        raise ValueError(f"{len(x)} vectors but {len(langs)} languages")
+    means = np.stack([centres.get(lang or "*", centres["*"]) for lang in langs]) if len(x) else x
+    out = x - means
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+def language_means(x: np.ndarray, langs: list[str | None], min_count: int = 20) -> dict[str, np.ndarray]:
+    """Mean vector of each language with at least ``min_count`` vectors, and ``"*"``: the mean of all."""
+    out = {"*": x.mean(0)}
+    arr = np.asarray([lang or "" for lang in langs])
+    for lang in sorted(set(arr) - {""}):
+        mask = arr == lang
+        if mask.sum() >= min_count:
+            out[str(lang)] = x[mask].mean(0)
+    return out
 
 
 def _sq_dists(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -182,15 +221,17 @@ def _lloyd(x: np.ndarray, k: int, iters: int, rng: np.random.Generator) -> tuple
     return centroids, assign
 
 
-def fit(vectors: np.ndarray, *, levels: int = 3, codes: int = 256, seed: int = 0, iters: int = 25,
-        n_init: int = 3, max_train: int = 50_000, min_points_per_code: int = 4) -> ResidualQuantizer:
+def fit(vectors: np.ndarray, langs: list[str | None] | None = None, *, levels: int = 3, codes: int = 256,
+        seed: int = 0, iters: int = 25, n_init: int = 3, max_train: int = 50_000,
+        min_points_per_code: int = 4) -> ResidualQuantizer:
     """Fit a residual quantiser of ``levels`` codebooks with up to ``codes`` centroids each.
 
     A small catalog gets fewer codes per level: at least ``min_points_per_code`` training
     vectors per code (on the demo catalog, 246 products, that is 61 codes, where
     same-product pairs share the first level best; see bench/semantic_ids.py).  At most
     ``max_train`` vectors (a seeded sample) are used for fitting; every vector can be
-    encoded afterwards.  Deterministic for a given ``seed``.
+    encoded afterwards.  Deterministic for a given ``seed``.  With ``langs`` (each vector's
+    language), vectors are centred per language first (see the module docstring).
     """
     x = np.asarray(vectors, dtype=np.float32)
     if x.ndim != 2 or len(x) == 0:
@@ -200,8 +241,13 @@ def fit(vectors: np.ndarray, *, levels: int = 3, codes: int = 256, seed: int = 0
     if codes < 2:
         raise ValueError(f"codes per level must be at least 2, got {codes}")
     rng = np.random.default_rng(seed)
+    if langs is not None and len(langs) != len(x):
+        raise ValueError(f"{len(x)} vectors but {len(langs)} languages")
     if len(x) > max_train:
-        x = x[np.sort(rng.choice(len(x), max_train, replace=False))]
+        keep = np.sort(rng.choice(len(x), max_train, replace=False))
+        x, langs = x[keep], ([langs[i] for i in keep] if langs is not None else None)
+    centres = language_means(x, langs) if langs is not None else {}
+    x = centre(x, langs, centres)
     residual = x.copy()
     books, errors = [], []
     for level in range(levels):
@@ -211,6 +257,6 @@ def fit(vectors: np.ndarray, *, levels: int = 3, codes: int = 256, seed: int = 0
         books.append(centroids)
         errors.append(round(float((residual ** 2).sum(1).mean()), 6))
     info = {"trained_on": len(x), "seed": seed, "iters": iters, "n_init": n_init,
-            "min_points_per_code": min_points_per_code,
-            "mse_per_level": errors}
-    return ResidualQuantizer(tuple(books), info)
+            "min_points_per_code": min_points_per_code, "mse_per_level": errors,
+            "languages": sorted(k for k in centres if k != "*")}
+    return ResidualQuantizer(tuple(books), info, centres)
