@@ -232,8 +232,9 @@ def ikea_queries(docs: list[dict], groups: list[str], n: int) -> list[tuple[str,
 def markdown(report: dict) -> str:
     lines = []
     for cat in report["pairs"]:
-        lines += [f"\n### Same-product pairs: {cat['catalog']} ({cat['documents']} documents, {cat['products']} products)",
-                  "", "| codes/level (fitted) | level | groups | precision | recall | F1 |", "|---|---|---|---|---|---|"]
+        lines += [f"\n### Same-product pairs: {cat['catalog']} ({cat['documents']} documents, "
+                  f"{cat['products']} products)", "", "| codes/level (fitted) | level | groups | precision | recall | F1 |",
+                  "|---|---|---|---|---|---|"]
         for f in cat["fits"]:
             for lv in f["levels"]:
                 name = f"{f['codes']} ({f['sizes'][0]})" + ("" if f["centred"] else ", not centred per language")
@@ -256,7 +257,8 @@ def markdown(report: dict) -> str:
                          f"{r['latency_p50_ms']} |")
         lines.append(f"\ningest through the service: {st['ingest_docs_per_s']} docs/s; store {st['store_size']}")
     c = report["cost"]
-    lines += ["\n### Cost", "", f"fit 3x256 on 10k random unit vectors: {c['fit_s_10k_x_3x256']} s; encode: {c['codes_per_s']} "
+    lines += ["\n### Cost", "", f"fit 3x256 on 10k random unit vectors: {c['fit_s_10k_x_3x256']} s; encode: "
+              f"{c['codes_per_s']} "
               f"codes/s; `_source` bytes per document: {c['source_bytes_per_doc']}; codebooks: "
               f"{c['codebooks_bytes']} bytes"]
     return "\n".join(lines)
@@ -277,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     print("pairs ...", flush=True)
     report: dict = {"pairs": [pairs_report("demo catalog", demo_vecs, demo_groups,
                                            [d["id"].split("-")[1] for d in demo_docs]),
-                              pairs_report("IKEA val (en/de/fr)", ikea_vecs, ikea_groups, [d["lang"] for d in ikea_docs])],
+                              pairs_report("IKEA val (en/de/fr)", ikea_vecs, ikea_groups,
+                                           [d["lang"] for d in ikea_docs])],
                     "cost": cost_report(demo_vecs.shape[1])}
     print(markdown(report), flush=True)
     if not args.no_stack:

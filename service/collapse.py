@@ -160,8 +160,8 @@ async def inner_hits(ctx: SearchContext, spec: Collapse, page: list[Group], post
     for g in page:
         fused = dict(g.members)
         order = {d: n for n, (d, _) in enumerate(g.members)}
-        members = sorted(by_value.get(g.value, []),
-                         key=lambda h: (order.get(h["_id"], len(order)), str(h.get("_source", {}).get("lang")), h["_id"]))
+        members = sorted(by_value.get(g.value, []), key=lambda h: (
+            order.get(h["_id"], len(order)), str(h.get("_source", {}).get("lang")), h["_id"]))
         for h in members:
             h["_score"] = fused.get(h["_id"])
         entry = {}

@@ -77,8 +77,8 @@ def print_collapsed(es, settings) -> None:
           f"re-coded {report.reindex['indexed']} products into {report.reindex['target']}")
     with EngineClient(settings) as engine:
         pairs = near_duplicates(engine, INDEX)
-    print(f"near-duplicates (same level-1 code, cosine centred per language >= {settings.near_duplicate_cosine}): {len(pairs)} pairs, "
-          f"e.g. {pairs[0].ids} {pairs[0].cosine}" if pairs else "near-duplicates: none")
+    print(f"near-duplicates (same level-1 code, cosine centred per language >= {settings.near_duplicate_cosine}): "
+          f"{len(pairs)} pairs, e.g. {pairs[0].ids} {pairs[0].cosine}" if pairs else "near-duplicates: none")
     for lang, text in QUERIES:
         resp = es.search(index=INDEX, query={"hybrid": {"query": text}}, size=5, source=["title", "lang"],
                          collapse={"field": "semantic_id_l1", "inner_hits": {"name": "languages", "size": 10,

@@ -210,8 +210,9 @@ def near_duplicates(engine: EngineClient, index: str, *, level: int = 1, min_cos
     Candidates share the code prefix of ``level`` (a cheap blocking key: only pairs within
     a group are compared); a pair is reported when its cosine is at least ``min_cosine``
     (default ``settings.near_duplicate_cosine``), measured as the quantiser sees the
-    vectors: centred per language (translations of one product score far higher there).  ``same_lang`` keeps pairs in one
-    language only (true duplicates rather than translations).  Highest cosine first.
+    vectors: centred per language (translations of one product score far higher there).
+    ``same_lang`` keeps pairs in one language only (true duplicates rather than
+    translations).  Highest cosine first.
     """
     q = index_quantizer(engine, index)
     if q is None:

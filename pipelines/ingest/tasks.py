@@ -87,7 +87,9 @@ def embed_products(encoder: TextEncoder, products: list[Product],
     s = get_settings()
     enc = encoder.encode_documents([p.embedding_text() for p in products], chunk_tokens=s.chunk_tokens,
                                    overlap=s.chunk_overlap, max_chunks=s.max_chunks)
-    codes = quantizer.fields(enc.dense, [p.lang for p in products]) if quantizer is not None and len(products) else [None] * len(products)
+    codes: list[dict[str, str] | None] = [None] * len(products)
+    if quantizer is not None and products:
+        codes = list(quantizer.fields(enc.dense, [p.lang for p in products]))
     return [(p.id, engine_source(p, enc.dense[i].tolist(), enc.sparse[i] if enc.sparse else None,
                                  encoder.model_id, enc.truncated[i], enc.chunks[i].tolist(), codes[i]))
             for i, p in enumerate(products)]
