@@ -29,7 +29,7 @@ from pipelines.settings import get_settings
 from service import fusion
 
 LEAVES = ("bm25", "knn", "sparse")
-WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0)
+WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
 GATES = (None, 1, 3, 10)  # agreement gate: the lexical top hit must be in kNN's top k
 
 
@@ -38,9 +38,12 @@ def candidates(with_sparse: bool = True) -> list[dict[str, Any]]:
     out = []
     for bm25, sparse in itertools.product(WEIGHTS, WEIGHTS if with_sparse else (0.0,)):
         weights = {"bm25": bm25, "knn": 1.0, "sparse": sparse}
-        for gate in GATES:
-            out += [{"fusion": "rrf", "rank_constant": k, "weights": weights, "gate": gate} for k in (10, 60)]
-            out += [{"fusion": "linear", "normalizer": n, "weights": weights, "gate": gate}
+        for gate, within in itertools.product(GATES, (False, True)):
+            if within and bm25 == sparse == 0.0:
+                continue  # kNN alone: nothing to reorder
+            out += [{"fusion": "rrf", "rank_constant": k, "weights": weights, "gate": gate, "within": within}
+                    for k in (10, 60)]
+            out += [{"fusion": "linear", "normalizer": n, "weights": weights, "gate": gate, "within": within}
                     for n in ("minmax", "l2_norm", "zscore")]
     return out
 
@@ -55,10 +58,11 @@ def fuse(config: dict[str, Any], leaves: dict[str, dict[str, dict[str, float]]],
         if config.get("gate"):  # the query-adaptive rule: lexical leaves count when kNN agrees on their top hit
             weights = fusion.agreement_weights(lists, weights, [n != "knn" for n in names], names.index("knn"),
                                                config["gate"])
+        within = names.index("knn") if config.get("within") else None
         if config["fusion"] == "rrf":
-            ranked = fusion.rrf(lists, config["rank_constant"], window, weights)
+            ranked = fusion.rrf(lists, config["rank_constant"], window, weights, within)
         else:
-            ranked = fusion.linear(lists, weights, [config["normalizer"]] * len(lists), window)
+            ranked = fusion.linear(lists, weights, [config["normalizer"]] * len(lists), window, within)
         out[qid] = dict(ranked[:window])
     return out
 
@@ -67,7 +71,8 @@ def describe(config: dict[str, Any]) -> str:
     w = config["weights"]
     extra = f"k={config['rank_constant']}" if config["fusion"] == "rrf" else config["normalizer"]
     gate = f" gate@{config['gate']}" if config.get("gate") else ""
-    return f"{config['fusion']:<6} {extra:<7} bm25={w['bm25']:<4} knn=1 sparse={w['sparse']:<4}{gate}"
+    within = " within-knn" if config.get("within") else ""
+    return f"{config['fusion']:<6} {extra:<7} bm25={w['bm25']:<4} knn=1 sparse={w['sparse']:<4}{gate}{within}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                      + f"{sum(res.values()) / len(res):>8.4f}")
     equal = {"bm25": 1.0, "knn": 1.0, "sparse": 1.0 if sparse else 0.0}
     default = next(r for r in rows if r["config"] == {"fusion": "rrf", "rank_constant": 60, "weights": equal,
-                                                      "gate": None})
+                                                      "gate": None, "within": False})
     for label, r in [("equal-weight rrf k=60", default)] + [(describe(r["config"]), r) for r in rows[:10]]:
         lines.append(f"{label:<44}" + "".join(f"{r['ndcg@10'][n]:>26.4f}" for n in names) + f"{r['mean']:>8.4f}")
     best = rows[0]["config"]
@@ -134,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                  + " POLYSEEK_HYBRID_WEIGHTS='" + json.dumps(best["weights"]) + "'"
                  + (f" POLYSEEK_RRF_RANK_CONSTANT={best['rank_constant']}" if best["fusion"] == "rrf"
                     else f" POLYSEEK_HYBRID_NORMALIZER={best['normalizer']}")
-                 + f" POLYSEEK_HYBRID_GATE_K={best.get('gate') or 0}")
+                 + f" POLYSEEK_HYBRID_GATE_K={best.get('gate') or 0}"
+                 + f" POLYSEEK_HYBRID_WITHIN_KNN={str(bool(best.get('within'))).lower()}")
     text = "\n".join(lines)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"benchmarks": {b.name: {"queries": len(b.queries), "documents": len(b.corpus)}

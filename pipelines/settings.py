@@ -140,6 +140,8 @@ class Settings(BaseSettings):
     hybrid_gate_k: int = Field(
         3, description="Query-adaptive rule of the hybrid shorthand: BM25/sparse count for a query only when kNN "
                        "ranks their top hit in its top k (0: off).")
+    hybrid_within_knn: bool = Field(
+        False, description="Hybrid shorthand: BM25/sparse only reorder kNN's candidates and add none.")
     reranker_model: str | None = Field(None, description="Cross-encoder in model_dir; None = no rerank by default.")
     rerank_window: int = Field(20)
     rerank_field: str = Field("title", description="Document field the cross-encoder reads (with description).")

@@ -109,7 +109,8 @@ class Polyseek:
         return {"fields": s.hybrid_fields, "rank_window_size": s.rank_window_size, "rank_constant": s.rrf_rank_constant,
                 "rerank": bool(s.reranker_model), "rerank_field": s.rerank_field, "rerank_window": s.rerank_window,
                 "sparse": self.dense(model).has_sparse, "fusion": s.hybrid_fusion, "weights": s.hybrid_weights,
-                "normalizer": s.hybrid_normalizer, "gate_k": s.hybrid_gate_k}
+                "normalizer": s.hybrid_normalizer, "gate_k": s.hybrid_gate_k,
+                "within_knn": s.hybrid_within_knn}
 
     async def index_model(self, index: str) -> str | None:
         """The dense model the index records in its mapping (read per search: after a reindex

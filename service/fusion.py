@@ -18,8 +18,11 @@ NORMALIZERS: tuple[str, ...] = ("none", "minmax", "l2_norm", "zscore")
 
 
 def rrf(lists: Sequence[Ranked], rank_constant: int = 60, window: int | None = None,
-        weights: Sequence[float] | None = None) -> Ranked:
-    """Reciprocal rank fusion of ranked lists (each cut to ``window`` first)."""
+        weights: Sequence[float] | None = None, within: int | None = None) -> Ranked:
+    """Reciprocal rank fusion of ranked lists (each cut to ``window`` first).
+
+    ``within``: only the documents of list ``within`` are ranked (the others reorder them, never add).
+    """
     if rank_constant < 1:
         raise ValueError("rank_constant must be >= 1")
     scores: dict[str, float] = {}
@@ -27,6 +30,13 @@ def rrf(lists: Sequence[Ranked], rank_constant: int = 60, window: int | None = N
         w = 1.0 if weights is None else weights[i]
         for rank, (doc_id, _) in enumerate(ranked[:window] if window else ranked, start=1):
             scores[doc_id] = scores.get(doc_id, 0.0) + w / (rank_constant + rank)
+    return _ranked(scores, lists, window, within)
+
+
+def _ranked(scores: dict[str, float], lists: Sequence[Ranked], window: int | None, within: int | None) -> Ranked:
+    if within is not None:
+        keep = {doc_id for doc_id, _ in (lists[within][:window] if window else lists[within])}
+        scores = {d: s for d, s in scores.items() if d in keep}
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
@@ -49,8 +59,8 @@ def normalize(scores: Sequence[float], method: Normalizer) -> list[float]:
 
 
 def linear(lists: Sequence[Ranked], weights: Sequence[float], normalizers: Sequence[Normalizer],
-           window: int | None = None) -> Ranked:
-    """Weighted sum of per-list normalised scores."""
+           window: int | None = None, within: int | None = None) -> Ranked:
+    """Weighted sum of per-list normalised scores (``within``: as in :func:`rrf`)."""
     if not (len(lists) == len(weights) == len(normalizers)):
         raise ValueError("linear: one weight and one normalizer per list")
     scores: dict[str, float] = {}
@@ -58,7 +68,7 @@ def linear(lists: Sequence[Ranked], weights: Sequence[float], normalizers: Seque
         ranked = ranked[:window] if window else ranked
         for (doc_id, _), s in zip(ranked, normalize([s for _, s in ranked], method)):
             scores[doc_id] = scores.get(doc_id, 0.0) + w * s
-    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    return _ranked(scores, lists, window, within)
 
 
 def agreement_weights(lists: Sequence[Ranked], weights: Sequence[float], gated: Sequence[bool],

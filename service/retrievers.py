@@ -173,7 +173,8 @@ class AgreementGate(_Strict):
     """Polyseek's query-adaptive rule on ``rrf``/``linear``: gated entries need the reference entry's agreement."""
 
     reference: int = Field(ge=0)
-    k: int = Field(10, ge=1, le=MAX_WINDOW)
+    k: int = Field(10, ge=0, le=MAX_WINDOW)  # 0: no gating (``within`` alone)
+    within: bool = False  # rank only the reference entry's documents: the others reorder, never add
 
 
 def _wrap_entries(entries: Any) -> Any:
@@ -256,6 +257,7 @@ class HybridQuery(_Strict):
     weights: dict[Literal["bm25", "knn", "sparse"], Annotated[float, Field(ge=0)]] | None = None
     normalizer: Normalizer | None = None
     gate_k: int | None = Field(None, ge=0, le=MAX_WINDOW)
+    within_knn: bool | None = None
     filter: Filter | None = None
 
     @field_validator("query")
@@ -435,12 +437,14 @@ async def run(spec: dict, ctx: SearchContext, window: int, name: str | None = No
         if body.get("agreement_gate"):
             gate = body["agreement_gate"]
             gated = [isinstance(e, dict) and bool(e.get("gated")) for e in body["retrievers"]]
-            weights = fusion.agreement_weights(lists, weights, gated, int(gate["reference"]), int(gate.get("k", 10)))
+            if int(gate.get("k", 10)) > 0:
+                weights = fusion.agreement_weights(lists, weights, gated, int(gate["reference"]), int(gate.get("k", 10)))
+        within = int(body["agreement_gate"]["reference"]) if (body.get("agreement_gate") or {}).get("within") else None
         if kind == "rrf":
-            fused = fusion.rrf(lists, int(body.get("rank_constant", 60)), sub_window, weights)
+            fused = fusion.rrf(lists, int(body.get("rank_constant", 60)), sub_window, weights, within)
         else:
             default_norm = body.get("normalizer", "none")
-            fused = fusion.linear(lists, weights, [n or default_norm for _, _, n in subs], sub_window)
+            fused = fusion.linear(lists, weights, [n or default_norm for _, _, n in subs], sub_window, within)
         ranked = fused[:max(window, sub_window)]
         ctx.record(name or kind, started, ranked)
         return ranked
@@ -483,10 +487,11 @@ def expand_hybrid(spec: dict, defaults: dict[str, Any]) -> dict:
 
     ``{"query": text, "fields": [...], "sparse": bool, "rerank": bool, "rank_window_size": n,
     "fusion": "rrf" | "linear", "weights": {"bm25": w, "knn": w, "sparse": w}, "normalizer": name,
-    "gate_k": k}`` -> BM25 + kNN (+ sparse) -> RRF/linear (-> reranker); unspecified keys come from
+    "gate_k": k, "within_knn": bool}`` -> BM25 + kNN (+ sparse) -> RRF/linear (-> reranker); unspecified keys come from
     settings (fitted on training queries: ``python -m bench.tune_fusion``).  A leaf weighted 0 is not
     run.  ``gate_k`` > 0: a lexical leaf counts for a query only when kNN ranks its top hit in its top
-    ``gate_k`` (:func:`service.fusion.agreement_weights`).
+    ``gate_k`` (:func:`service.fusion.agreement_weights`); ``within_knn``: the lexical leaves reorder
+    kNN's candidates and add none.
     """
     try:
         spec = HybridQuery.model_validate(spec).model_dump(exclude_none=True)
@@ -510,8 +515,10 @@ def expand_hybrid(spec: dict, defaults: dict[str, Any]) -> dict:
     fusion_kind = spec.get("fusion", defaults.get("fusion", "rrf"))
     gate_k = int(spec.get("gate_k", defaults.get("gate_k", 0)))
     names = [name for name in leaves if float(weights.get(name, 1.0)) > 0]
-    gate = {"agreement_gate": {"reference": names.index("knn"), "k": gate_k}} if gate_k and "knn" in names else {}
-    gated = {"gated": True} if gate else {}
+    within = bool(spec.get("within_knn", defaults.get("within_knn", False)))
+    gate = ({"agreement_gate": {"reference": names.index("knn"), "k": gate_k, **({"within": True} if within else {})}}
+            if (gate_k or within) and "knn" in names else {})
+    gated = {"gated": True} if gate_k and gate else {}
     if fusion_kind == "linear":
         norm = spec.get("normalizer", defaults.get("normalizer", "zscore"))
         if norm not in fusion.NORMALIZERS:

@@ -105,3 +105,12 @@ def test_hybrid_shorthand_builds_the_gate_around_knn():
     assert [e.get("gated", False) for e in tree["retrievers"]] == [True, False]
     parse({"linear": tree}, "retriever")
     assert "agreement_gate" not in expand_hybrid({"query": "x", "gate_k": 0}, defaults)["linear"]
+
+
+def test_within_reorders_the_reference_and_adds_nothing():
+    knn = [("a", 0.9), ("b", 0.8), ("c", 0.7)]
+    bm25 = [("c", 12.0), ("x", 11.0), ("a", 1.0)]
+    fused = fusion.linear([knn, bm25], [1.0, 2.0], ["minmax", "minmax"], within=0)
+    assert [d for d, _ in fused] == ["c", "a", "b"]  # c rises by its words, x (BM25 only) never enters
+    assert {d for d, _ in fusion.rrf([knn, bm25], 60, weights=[1.0, 1.0], within=0)} == {"a", "b", "c"}
+    assert "x" in {d for d, _ in fusion.linear([knn, bm25], [1.0, 1.0], ["minmax", "minmax"])}

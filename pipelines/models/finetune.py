@@ -324,6 +324,7 @@ def save_model(model, base: ModelPaths, out: ModelPaths, card: ModelCard, extra:
     import shutil
 
     out.hf.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out.root / "cache", ignore_errors=True)  # features computed from the old weights
     model.save_pretrained(out.hf, safe_serialization=True)
     if out.tokenizer != base.tokenizer:
         shutil.copy2(base.tokenizer, out.tokenizer)
