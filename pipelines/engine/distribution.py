@@ -193,9 +193,13 @@ class ElasticsearchDistribution:
     version: str
 
     @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+    @property
     def java_major(self) -> int:
         """8.x runs on Java 17; 9.x needs 21 or newer."""
-        return 17 if int(self.version.split(".")[0]) < 9 else 21
+        return 17 if self.major < 9 else 21
 
     @property
     def server(self) -> str:
@@ -248,8 +252,8 @@ def _es_descriptor(name: str, classname: str, description: str, dist: Elasticsea
 def java_sources_digest() -> str:
     """Short hash of the Java sources: a changed source is compiled again."""
     h = hashlib.sha256()
-    for f in sorted(JAVA_SOURCES.glob("*.java")):
-        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    for f in sorted(JAVA_SOURCES.rglob("*.java")):
+        h.update(str(f.relative_to(JAVA_SOURCES)).encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:12]
 
 
@@ -258,12 +262,15 @@ def _compile_java(home: Path, java_home: Path, dist: ElasticsearchDistribution) 
     classpath = str(home / "lib" / "*")
     build = home / "polyseek-build"
     shutil.rmtree(build, ignore_errors=True)
-    for part, out in (("PolyseekNode.java", build / "launcher"), ("PolyseekPlugin.java", build / "module")):
+    module_sources = ["PolyseekPlugin.java", f"es{dist.major}/PolyseekModule.java"]  # the REST hook differs
+    if not (JAVA_SOURCES / module_sources[1]).exists():
+        raise RuntimeError(f"the local launcher runs Elasticsearch 8.x and 9.x, not {dist.version}")
+    for parts, out in ((["PolyseekNode.java"], build / "launcher"), (module_sources, build / "module")):
         cmd = [str(java_home / "bin" / "javac"), "-nowarn", "-encoding", "UTF-8", "-d", str(out),
-               "-cp", classpath, str(JAVA_SOURCES / part)]
+               "-cp", classpath, *(str(JAVA_SOURCES / part) for part in parts)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise RuntimeError(f"javac {part} failed:\n{proc.stdout}{proc.stderr}")
+            raise RuntimeError(f"javac {' '.join(parts)} failed:\n{proc.stdout}{proc.stderr}")
     launcher = home / "polyseek-launcher"
     shutil.rmtree(launcher, ignore_errors=True)
     shutil.copytree(build / "launcher", launcher)
@@ -275,7 +282,7 @@ def _compile_java(home: Path, java_home: Path, dist: ElasticsearchDistribution) 
     if proc.returncode != 0:
         raise RuntimeError(f"jar failed:\n{proc.stdout}{proc.stderr}")
     (module / "plugin-descriptor.properties").write_text(_es_descriptor(
-        "polyseek", "polyseek.engine.PolyseekPlugin",
+        "polyseek", "polyseek.engine.PolyseekModule",
         "Polyseek: Lucene language analyzers, CJK and folding filters, GET /", dist))
     shutil.rmtree(build, ignore_errors=True)
 

@@ -8,7 +8,9 @@
  * lucene-analysis-common, a dependency of the server), and a GET / handler with the node's
  * name, cluster and version in Elasticsearch's shape.
  *
- * Compiled at setup by pipelines/engine/distribution.py into modules/polyseek/.
+ * The REST-handler hook's signature differs between 8.x and 9.x: es8/ and es9/ hold the concrete
+ * PolyseekModule for each, and distribution.py compiles the one matching the node's major version
+ * into modules/polyseek/ at setup.
  */
 package polyseek.engine;
 
@@ -28,14 +30,7 @@ import org.apache.lucene.analysis.cjk.CJKAnalyzer;
 import org.elasticsearch.Build;
 import org.elasticsearch.client.internal.node.NodeClient;
 import org.elasticsearch.cluster.ClusterName;
-import org.elasticsearch.cluster.metadata.IndexNameExpressionResolver;
-import org.elasticsearch.cluster.node.DiscoveryNodes;
-import org.elasticsearch.common.io.stream.NamedWriteableRegistry;
-import org.elasticsearch.common.settings.ClusterSettings;
-import org.elasticsearch.common.settings.IndexScopedSettings;
 import org.elasticsearch.common.settings.Settings;
-import org.elasticsearch.common.settings.SettingsFilter;
-import org.elasticsearch.features.NodeFeature;
 import org.elasticsearch.index.analysis.PreBuiltAnalyzerProviderFactory;
 import org.elasticsearch.index.analysis.PreConfiguredTokenFilter;
 import org.elasticsearch.indices.analysis.PreBuiltCacheFactory.CachingStrategy;
@@ -44,7 +39,6 @@ import org.elasticsearch.plugins.ActionPlugin;
 import org.elasticsearch.plugins.AnalysisPlugin;
 import org.elasticsearch.plugins.Plugin;
 import org.elasticsearch.rest.BaseRestHandler;
-import org.elasticsearch.rest.RestController;
 import org.elasticsearch.rest.RestHandler;
 import org.elasticsearch.rest.RestRequest;
 import org.elasticsearch.rest.RestResponse;
@@ -53,14 +47,13 @@ import org.elasticsearch.xcontent.XContentBuilder;
 
 import java.util.Collection;
 import java.util.List;
-import java.util.function.Predicate;
 import java.util.function.Supplier;
 
-public final class PolyseekPlugin extends Plugin implements AnalysisPlugin, ActionPlugin {
+public abstract class PolyseekPlugin extends Plugin implements AnalysisPlugin, ActionPlugin {
 
-    private final Settings settings;
+    protected final Settings settings;
 
-    public PolyseekPlugin(Settings settings) {
+    protected PolyseekPlugin(Settings settings) {
         this.settings = settings;
     }
 
@@ -92,17 +85,13 @@ public final class PolyseekPlugin extends Plugin implements AnalysisPlugin, Acti
         );
     }
 
-    @Override
-    public Collection<RestHandler> getRestHandlers(Settings settings, NamedWriteableRegistry registry,
-                                                   RestController controller, ClusterSettings clusterSettings,
-                                                   IndexScopedSettings indexScopedSettings, SettingsFilter filter,
-                                                   IndexNameExpressionResolver resolver,
-                                                   Supplier<DiscoveryNodes> nodes, Predicate<NodeFeature> features) {
+    /** The handlers the concrete module registers (its getRestHandlers has the node version's signature). */
+    protected Collection<RestHandler> polyseekRestHandlers() {
         return List.of(new RootHandler(settings));
     }
 
     /** GET / and HEAD /: the node's name, cluster and version (rest-root is not on Maven Central). */
-    static final class RootHandler extends BaseRestHandler {
+    public static final class RootHandler extends BaseRestHandler {
         private final Settings settings;
 
         RootHandler(Settings settings) {
