@@ -63,7 +63,16 @@ class Distribution:
 
 
 def opensearch_distribution(version: str) -> Distribution:
-    """The module set Polyseek needs from OpenSearch ``version`` (2.x)."""
+    """The module set Polyseek needs from OpenSearch ``version``.
+
+    2.x: the integ-test zip has the server and netty only, so painless, analysis-common and
+    mapper-extras are laid out from their jars.  3.x: the zip carries every core module; only
+    k-NN is added (its zip has no JNI libraries: ``knn_vector`` must name ``engine: lucene``).
+    3.x needs Java 21 or newer.
+    """
+    if int(version.split(".")[0]) >= 3:
+        return Distribution(version=version, java_version="21",
+                            plugin_zips=(f"org.opensearch.plugin:opensearch-knn:{version}.0:zip",))
     asm = "org.ow2.asm:{}:9.7"
     painless_jars = (
         f"org.opensearch.plugin:lang-painless:{version}",

@@ -218,8 +218,9 @@ class LocalEngine:
         home = assemble_home(self.dist, self.settings.cache_dir / "artifacts", self.engine_dir)
         conf = self._write_config(home)
         env = dict(os.environ)
-        env.update(OPENSEARCH_JAVA_HOME=str(_find_java_home(self.settings)),
-                   OPENSEARCH_PATH_CONF=str(conf))
+        java_major = max(17, int(self.dist.java_version))  # 2.x: the JDK 17 it always ran on
+        java_home = _find_java_home(self.settings, java_major, at_least=java_major > 17)
+        env.update(OPENSEARCH_JAVA_HOME=str(java_home), OPENSEARCH_PATH_CONF=str(conf))
         env.pop("JAVA_TOOL_OPTIONS", None)
         cmd = [str(home / "bin" / "opensearch"), "-d", "-p", str(self.pid_file)]
         if os.geteuid() == 0:
@@ -285,7 +286,7 @@ class LocalEngine:
         The pid file is not enough: the engine removes it early in its shutdown, while the JVM
         (and the ``runuser`` wrapper under root) still run for seconds.
         """
-        marker = str(self.state_dir)
+        marker = f"{self.state_dir}/"  # the folder itself: opensearch-2.19.1 never matches opensearch-2.19.10
         found = []
         for proc in Path("/proc").iterdir():
             if not proc.name.isdigit() or int(proc.name) == os.getpid():
