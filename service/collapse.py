@@ -74,7 +74,9 @@ class Group:
 
 async def check_field(ctx: SearchContext, field: str) -> None:
     """A 400 unless ``field`` is mapped with a type that can be collapsed on (as Elasticsearch)."""
-    resp = await ctx.engine.send("GET", f"/{ctx.index}/_mapping/field/{field}", params=ctx.params or None,
+    resolution = {k: v for k, v in ctx.params.items()
+                  if k in ("ignore_unavailable", "allow_no_indices", "expand_wildcards")}
+    resp = await ctx.engine.send("GET", f"/{ctx.index}/_mapping/field/{field}", params=resolution or None,
                                  timeout_s=ctx.timeout_s)
     types = set()
     if resp.status_code == 200:

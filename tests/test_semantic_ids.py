@@ -209,6 +209,10 @@ def test_collapse_on_the_full_code_and_paging(coded, svc):
     second = _search(svc, index, {**body, "size": 3, "from": 3})
     values = [h["fields"]["semantic_id"][0] for h in first["hits"]["hits"] + second["hits"]["hits"]]
     assert len(values) == len(set(values)) == 6
+    # URL parameters of the search (here preference) do not reach the mapping check
+    resp = httpx.post(f"{svc}/{index}/_search", json={**body, "size": 3}, params={"preference": "_local"}, timeout=60)
+    assert resp.status_code == 200, resp.text
+    assert [h["_id"] for h in resp.json()["hits"]["hits"]] == [h["_id"] for h in first["hits"]["hits"]]
 
 
 @pytest.mark.parametrize("collapse,reason", [
@@ -269,3 +273,22 @@ def test_a_terms_aggregation_on_a_code_level_maps_the_catalog(coded, svc):
     assert len(buckets) == report.groups_per_level[0]
     assert sum(b["doc_count"] for b in buckets) == len(CATALOG)
     assert all(b["example"]["hits"]["hits"][0]["_source"]["title"] for b in buckets)
+
+
+def test_cli_near_duplicates_and_ingest_report(coded, engine, tmp_path, capsys):
+    from service.cli import main
+
+    index, _, _ = coded
+    assert main(["models", "semantic-ids", "near-duplicates", "--index", index, "--same-lang"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert main(["models", "semantic-ids", "near-duplicates", "--index", f"test-{RUN}-nope"]) == 1
+    assert "no semantic-id quantiser" in capsys.readouterr().err
+    dup = {**next(d for d in CATALOG if d["id"] == "p024-es"), "id": "dup-p024-es"}
+    (tmp_path / "dup.jsonl").write_text(json.dumps(dup, ensure_ascii=False) + "\n")
+    try:
+        assert main(["ingest", str(tmp_path / "dup.jsonl"), "--index", index, "--wait"]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["indexed"] == 1 and summary["near_duplicates"] >= 1
+        assert any(sorted(p["ids"]) == ["dup-p024-es", "p024-es"] for p in summary["near_duplicate_pairs"])
+    finally:
+        engine.request("DELETE", f"/{index}/_doc/dup-p024-es", params={"refresh": "true"}, ok_statuses=(404,))
