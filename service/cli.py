@@ -166,7 +166,7 @@ def _semantic_ids(args: argparse.Namespace) -> int:
     try:
         if args.source == "fit":
             report = semantic_ids.fit_index(args.index, levels=args.levels, codes=args.codes, seed=args.seed,
-                                            recode=not args.no_recode)
+                                            recode=not args.no_recode, group_key=args.group_key)
             print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
             return 0
         with EngineClient(get_settings(), timeout_s=60.0) as engine:
@@ -322,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--catalog", type=Path, action="append", help="finetune: JSONL catalog to derive pairs from")
     p.add_argument("--from-query-log", action="store_true",
                    help="finetune: pairs from clicks/orders recorded with POST /_polyseek/feedback")
-    p.add_argument("--group-key", help="finetune: catalog field shared by one product's language versions")
+    p.add_argument("--group-key", help="finetune: catalog field shared by one product's language versions; "
+                                       "semantic-ids fit: the same, to measure same-product pairs per code level")
     p.add_argument("--method", default="lora", choices=["lora", "top", "full"], help="finetune: what trains")
     p.add_argument("--epochs", type=float, default=1.0, help="finetune: passes over the pairs")
     p.add_argument("--lr", type=float, default=3e-4, help="finetune: peak learning rate")

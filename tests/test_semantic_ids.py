@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.models.semantic_ids import CODE_FIELD, ResidualQuantizer, fit, kmeans, prefix_field
+from pipelines.models.semantic_ids import CODE_FIELD, ResidualQuantizer, fit, kmeans, pair_quality, prefix_field
 
 
 def _clusters(n_groups: int = 12, per_group: int = 6, dims: int = 16, noise: float = 0.05, seed: int = 1):
@@ -81,6 +81,21 @@ def test_language_centring_groups_translations_that_a_language_offset_separates(
         centred.encode(vecs[:3], ["de"])
 
 
+def test_pair_quality_counts_pairs_per_level():
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 3, size=(40, 2))
+    groups = [int(g) if g < 7 else None for g in rng.integers(0, 8, size=40)]
+    got = pair_quality(codes, groups)
+    keep = [i for i, g in enumerate(groups) if g is not None]
+    for level, row in enumerate(got, 1):  # the same by enumerating every pair
+        pairs = [(i, j) for a, i in enumerate(keep) for j in keep[a + 1:]]
+        called = [(i, j) for i, j in pairs if tuple(codes[i][:level]) == tuple(codes[j][:level])]
+        same = [(i, j) for i, j in pairs if groups[i] == groups[j]]
+        hit = [p for p in called if p in set(same)]
+        assert row == {"level": level, "precision": round(len(hit) / len(called), 3),
+                       "recall": round(len(hit) / len(same), 3), "pairs": len(called)}
+
+
 @pytest.mark.parametrize("kwargs", [{"levels": 0}, {"levels": 9}, {"codes": 1}])
 def test_fit_refuses_bad_shapes(kwargs):
     with pytest.raises(ValueError):
@@ -99,7 +114,8 @@ import httpx  # noqa: E402
 from tests.conftest import ROOT, RUN  # noqa: E402
 
 PRODUCTS = ("p000", "p001", "p010", "p016", "p018", "p024", "p031", "p040")
-CATALOG = [d for d in map(json.loads, (ROOT / "service/demo_data/catalog.jsonl").read_text().splitlines())
+CATALOG = [{**d, "product": d["id"].split("-")[0]}  # the group key: one product's language versions share it
+           for d in map(json.loads, (ROOT / "service/demo_data/catalog.jsonl").read_text().splitlines())
            if d["id"].split("-")[0] in PRODUCTS]
 
 
@@ -120,7 +136,7 @@ def coded(engine, worker, settings):
     assert sum(r["indexed"] for r in results) == len(CATALOG)
     before = _all_docs(engine, index)
     assert not any("semantic_id" in s for s in before.values())  # no quantiser yet: no codes
-    report = fit_index(index, settings, levels=2, codes=8, progress=False)
+    report = fit_index(index, settings, levels=2, codes=8, progress=False, group_key="product")
     return index, report, before
 
 
@@ -143,6 +159,10 @@ def test_fit_recodes_every_document_through_the_reindex(engine, coded):
     shared = sum(len({docs[f"{p}-{lang}"]["semantic_id_l1"] for lang in ("en", "de", "fr", "es", "ja", "zh")}) == 1
                  for p in PRODUCTS)
     assert shared >= 5, shared
+    # the fit measured that on the group key, level by level, as the codes written say
+    codes = np.asarray([[int(c) for c in docs[i]["semantic_id"].split("-")] for i in sorted(docs)])
+    assert report.pair_quality == pair_quality(codes, [i.split("-")[0] for i in sorted(docs)])
+    assert report.pair_quality[0]["recall"] >= report.pair_quality[1]["recall"]
 
 
 def test_a_reindex_with_the_same_model_keeps_the_quantiser(engine, coded, settings):

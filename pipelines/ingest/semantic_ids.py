@@ -27,7 +27,7 @@ import numpy as np
 from pipelines.engine.client import EngineClient
 from pipelines.engine.dialect import load_template
 from pipelines.ingest.documents import VECTOR_FIELD
-from pipelines.models.semantic_ids import CODE_FIELD, ResidualQuantizer, fit, prefix_field
+from pipelines.models.semantic_ids import CODE_FIELD, ResidualQuantizer, fit, pair_quality, prefix_field
 from pipelines.settings import Settings, get_settings
 
 META_KEY = "polyseek_semantic_ids"  # mappings._meta key: id of the quantiser that codes the index
@@ -148,6 +148,8 @@ class FitReport:
     mse_per_level: list[float]
     fit_seconds: float
     groups_per_level: list[int] = field(default_factory=list)  # distinct codes of the fitted catalog
+    # with a group key (one product's language versions share it): same-product pair precision/recall per level
+    pair_quality: list[dict[str, float]] | None = None
     reindex: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -155,11 +157,15 @@ class FitReport:
 
 
 def fit_index(index: str, settings: Settings | None = None, *, levels: int | None = None, codes: int | None = None,
-              seed: int = 0, recode: bool = True, timeout_s: float = 3600.0, progress: bool = True) -> FitReport:
+              seed: int = 0, recode: bool = True, timeout_s: float = 3600.0, progress: bool = True,
+              group_key: str | None = None) -> FitReport:
     """Fit a quantiser on the vectors stored in ``index`` and (``recode``) re-code every document.
 
     The re-code is a reindex behind the alias with the index's own model: the old index
     serves until the new one holds every product (see :mod:`pipelines.ingest.reindex`).
+    ``group_key``: a document field (dotted path) that one product's language versions
+    share; the report then says, per level, how well codes group them (pick the collapse
+    level from it: the finest level whose precision is high enough).
     """
     from pipelines.ingest.reindex import reindex
 
@@ -168,7 +174,7 @@ def fit_index(index: str, settings: Settings | None = None, *, levels: int | Non
         if not engine.index_exists(index):
             raise LookupError(f"no such index [{index}]")
         model = engine.index_model(index) or s.dense_model
-        ids, vectors, sources = stored_vectors(engine, index, ("lang",))
+        ids, vectors, sources = stored_vectors(engine, index, ("lang", group_key) if group_key else ("lang",))
         if not ids:
             raise ValueError(f"[{index}] holds no embedded documents to fit on")
         langs = [src.get("lang") for src in sources]
@@ -181,10 +187,22 @@ def fit_index(index: str, settings: Settings | None = None, *, levels: int | Non
     groups = [len({tuple(r[:n]) for r in codes_}) for n in range(1, q.levels + 1)]
     report = FitReport(index=index, quantizer=q.id, model=model, vectors=len(ids), sizes=q.sizes,
                        mse_per_level=q.info["mse_per_level"], fit_seconds=seconds, groups_per_level=groups)
+    if group_key:
+        report.pair_quality = pair_quality(codes_, [_path(src, group_key) for src in sources])
     if recode:
         report.reindex = reindex(index, model, s, semantic_ids=q.id, timeout_s=timeout_s,
                                  progress=progress).as_dict()
     return report
+
+
+def _path(source: dict[str, Any], path: str) -> Any:
+    """The value at a dotted ``path`` of a ``_source`` (None when missing; lists and objects as a string key)."""
+    node: Any = source
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node if isinstance(node, (str, int, float, bool)) or node is None else repr(node)
 
 
 # --- near-duplicates ----------------------------------------------------------------------------

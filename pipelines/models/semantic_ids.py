@@ -149,6 +149,27 @@ def language_means(x: np.ndarray, langs: list[str | None], min_count: int = 20) 
     return out
 
 
+def pair_quality(codes: np.ndarray, groups: list[Any]) -> list[dict[str, float]]:
+    """Per level, precision and recall of "same product" pairs when two items sharing the code prefix
+    are called one product; ``groups[i]`` names item ``i``'s product (None: unknown, left out).
+
+    Counted per group, not per pair: O(n) for any catalog size.
+    """
+    from collections import Counter
+
+    keep = [i for i, g in enumerate(groups) if g is not None]
+    pairs = lambda counts: sum(c * (c - 1) // 2 for c in counts.values())  # noqa: E731
+    same = pairs(Counter(groups[i] for i in keep))
+    out = []
+    for level in range(1, np.asarray(codes).shape[1] + 1):
+        prefix = [tuple(int(c) for c in codes[i][:level]) for i in keep]
+        called = pairs(Counter(prefix))
+        hit = pairs(Counter(zip(prefix, (groups[i] for i in keep))))
+        out.append({"level": level, "precision": round(hit / called, 3) if called else 1.0,
+                    "recall": round(hit / same, 3) if same else 1.0, "pairs": called})
+    return out
+
+
 def _sq_dists(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Squared euclidean distances ``(n, k)``."""
     d = (x * x).sum(1)[:, None] - 2.0 * x @ centroids.T + (centroids * centroids).sum(1)[None, :]
