@@ -67,6 +67,16 @@ def fuse(config: dict[str, Any], leaves: dict[str, dict[str, dict[str, float]]],
     return out
 
 
+def offline_leaves(bench: datasets.Benchmark, settings, window: int) -> dict[str, dict]:
+    """kNN (exact cosine, the default int8 encoder, documents as the worker embeds them) and rank-bm25 runs."""
+    from bench.adapters import knn_run
+    from bench.evaluate import bm25_reference
+    from pipelines.encoders.dense import open_encoder
+
+    encoder = open_encoder(settings.resolved_model_dir, settings.dense_model, "int8")
+    return {"knn": knn_run(encoder, bench, k=window), "bm25": bm25_reference(bench)}
+
+
 def describe(config: dict[str, Any]) -> str:
     w = config["weights"]
     extra = f"k={config['rank_constant']}" if config["fusion"] == "rrf" else config["normalizer"]
@@ -82,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=300, help="IKEA training pairs per language")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, default=Path("bench/results/fusion-tuning.json"))
+    parser.add_argument("--offline", action="store_true",
+                        help="leaves in memory (exact kNN, rank-bm25, no sparse) instead of through the stack")
     args = parser.parse_args(argv)
     settings = get_settings()
     taxonomy = datasets.taxonomy_xling(args.data, pool="mixed", queries_per_lang=args.queries,
@@ -92,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, dict[str, dict]] = {}
     sparse = True
     for bench in ingested:
+        if args.offline:  # exact kNN with the default encoder and rank-bm25, in memory: no queue, no engine
+            runs[bench.name] = offline_leaves(bench, settings, window)
+            sparse = False
+            continue
         index = f"tune-{bench.name}"
         with served(bench, index, settings, args.out.parent, reuse_index=True) as (es, _):
             from service.app import Polyseek
