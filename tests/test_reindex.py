@@ -44,20 +44,21 @@ def test_reindex_onto_a_new_model_switches_the_alias(worker, engine, settings, e
     assert first.previous == [index_name] and first.documents == first.indexed == 40
     assert engine.aliases_of(index_name) == [first.target]  # the concrete index became an alias
     assert sorted(all_ids(engine, index_name)) == sorted(d["id"] for d in docs)
-    src = engine.request("GET", f"/{index_name}/_doc/rx-3")["_source"]
+    # _source_includes=*: Elasticsearch 9 leaves vectors out of _source unless asked
+    src = engine.request("GET", f"/{index_name}/_doc/rx-3", params={"_source_includes": "*"})["_source"]
     assert len(src["embedding"]) == 32 and src["model"]["dense"].startswith(tiny_model)
     assert src["extra_field"] == {"k": 3} and src["lang"] == "es" and src["title_es"] == docs[3]["title"]
     # the service embeds with the index's own model: a 384-d e5 vector would be refused by this index
     assert len(knn_ids(es, index_name, "Kopfhörer")) == 5
     # new writes through the alias go to the new index, embedded by its model
     api.wait(api.enqueue(index_name, [{"id": "late", "title": "Wireless headphones"}]))
-    assert len(engine.request("GET", f"/{index_name}/_doc/late")["_source"]["embedding"]) == 32
+    assert len(engine.request("GET", f"/{index_name}/_doc/late", params={"_source_includes": "*"})["_source"]["embedding"]) == 32
 
     second = reindex(index_name, settings.dense_model, settings, progress=False)
     assert second.previous == [first.target] and second.indexed == 41
     assert engine.aliases_of(index_name) == [second.target]
     assert not engine.index_exists(first.target)  # the previous physical index is gone
-    assert len(engine.request("GET", f"/{index_name}/_doc/late")["_source"]["embedding"]) == 384
+    assert len(engine.request("GET", f"/{index_name}/_doc/late", params={"_source_includes": "*"})["_source"]["embedding"]) == 384
 
 
 def test_reindex_refuses_a_missing_model_or_index(settings, engine, index_name, tiny_model):

@@ -54,7 +54,7 @@ def test_info_and_product_header(es, service_url):
 
 def test_bulk_through_queue_reports_created(es, catalog):
     assert es.count(index=catalog)["count"] == len(PRODUCTS)
-    doc = es.get(index=catalog, id="hp-de")["_source"]
+    doc = es.get(index=catalog, id="hp-de", source_includes="*")["_source"]  # ES 9 leaves vectors out unless asked
     assert doc["lang"] == "de" and len(doc["embedding"]) == 384 and doc["model"]["dense"]
 
 
@@ -68,7 +68,8 @@ def test_long_description_is_found_by_its_best_chunk(es, engine, index_name):
                                      "of battery life."), listing("table", "table"), listing("bench", "bench")]
     actions = [a for d in docs for a in ({"index": {"_index": index_name, "_id": d["id"]}}, d)]
     assert not es.bulk(operations=actions, refresh="wait_for")["errors"]
-    src = engine.request("GET", f"/{index_name}/_doc/long")["_source"]
+    # _source_includes=*: Elasticsearch 9 leaves vectors out of _source unless asked
+    src = engine.request("GET", f"/{index_name}/_doc/long", params={"_source_includes": "*"})["_source"]
     assert src["embedding_chunks"] == 1 + len(src["chunks"]) >= 2 and src["embedding_truncated"] is False
     query = "wasserdichter Bluetooth-Lautsprecher"
     resp = es.search(index=index_name, retriever={"knn": {"field": "embedding", "k": 3, "num_candidates": 10,
@@ -99,7 +100,7 @@ def test_knn_retriever_query_vector_builder(es, catalog):
 
 
 def test_knn_retriever_raw_vector(es, catalog):
-    vec = es.get(index=catalog, id="pan-fr")["_source"]["embedding"]
+    vec = es.get(index=catalog, id="pan-fr", source_includes="*")["_source"]["embedding"]
     resp = es.search(index=catalog, retriever={"knn": {"field": "embedding", "k": 1, "num_candidates": 10,
                                                        "query_vector": vec}})
     assert ids(resp) == ["pan-fr"]

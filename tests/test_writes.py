@@ -178,7 +178,8 @@ def test_elasticsearch_client_contract(svc, index_name, engine):
         assert es.get(index=index_name, id="a")["_source"]["price"] == 99.0  # not overwritten
         updated = es.update(index=index_name, id="a", doc={"title": "Kabellose Kopfhörer mit Bluetooth"})
         assert updated["result"] == "updated" and updated["_version"] == 3
-        src = engine.request("GET", f"/{index_name}/_doc/a")["_source"]
+        # _source_includes=*: Elasticsearch 9 leaves vectors out of _source unless asked
+        src = engine.request("GET", f"/{index_name}/_doc/a", params={"_source_includes": "*"})["_source"]
         assert src["price"] == 99.0 and src["lang"] == "de" and src["title_de"].startswith("Kabellose")
         assert "title_en" not in src and len(src["embedding"]) == 384  # re-embedded, derived fields recomputed
         with pytest.raises(NotFoundError):

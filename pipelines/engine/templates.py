@@ -72,12 +72,17 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
+# keys the engine adds to a stored template by itself (Elasticsearch 9.x stamps creation/modification)
+ENGINE_MANAGED_KEYS = ("created_date", "created_date_millis", "modified_date", "modified_date_millis")
+
+
 def _installed(engine: EngineClient, t: Template) -> dict | None:
     resp = engine.request("GET", t.path, ok_statuses=(404,))
     items = (resp or {}).get("component_templates" if t.kind == "component" else "index_templates", [])
     if not items:
         return None
-    return items[0]["component_template" if t.kind == "component" else "index_template"]
+    body = items[0]["component_template" if t.kind == "component" else "index_template"]
+    return {k: v for k, v in body.items() if k not in ENGINE_MANAGED_KEYS}
 
 
 def diff(engine: EngineClient) -> dict[str, list[str]]:
