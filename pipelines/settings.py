@@ -93,7 +93,8 @@ class Settings(BaseSettings):
         "index records the one that codes it in mappings._meta.polyseek_semantic_ids.")
     semantic_id_levels: int = Field(3, description="Levels of a semantic-id quantiser (coarse to fine).")
     semantic_id_codes: int = Field(
-        256, description="Codes per level (fewer for a small catalog: at least 4 products per code).")
+        256, description="Codes per level (fewer for a small catalog: at least max(4, number of languages) "
+        "documents per code).")
     near_duplicate_cosine: float = Field(
         0.6, description="Near-duplicates: same level-1 semantic id and at least this cosine between the vectors "
         "centred per language (demo catalog: precision 1.0, recall 0.92 of same-product pairs; "
