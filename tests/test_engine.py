@@ -5,6 +5,11 @@ Runs on either engine (``POLYSEEK_ENGINE``): the expectations that differ come f
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import time
+
 import pytest
 
 from pipelines.engine.launcher import LocalEngine
@@ -53,6 +58,31 @@ def test_stop_of_another_engine_or_version_touches_nothing_running(settings):
         stranger = LocalEngine(Settings(**{**settings.model_dump(), "engine": engine, "engine_version": version}))
         assert stranger.state_dir != mine.state_dir
         assert not set(stranger.processes()) & set(mine.processes())
+
+
+@pytest.mark.slow
+def test_start_after_the_engine_was_killed_hard(settings):
+    """SIGKILL (OOM killer, a restored snapshot) leaves the pid file behind: start launches a fresh node.
+
+    A stale pid file used to read as "the process just launched has died": start gave up a
+    second after launching, with a message about a 180 s timeout (clean-clone CI, 2026-11-26).
+    """
+    local = LocalEngine(settings)
+    if local.pid() is None:
+        pytest.skip("the engine at the URL was not started by this project's launcher: not ours to kill")
+    try:
+        for pid in local.processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while local.processes() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not local.processes() and local.pid_file.exists(), "the kill left no stale pid file to test with"
+        status = local.start()
+        assert status.running and status.health in ("green", "yellow")
+        assert local.pid() is not None and local.processes()
+    finally:
+        local.start()  # later tests get their engine back whatever happened above
 
 
 def test_index_from_template_has_vector_sparse_and_language_fields(engine, products):

@@ -213,6 +213,7 @@ class LocalEngine:
         current = self.status()
         if current.running:
             return current
+        self._clear_leftovers()
         if self.es_dist is not None:
             return self._start_elasticsearch(self.es_dist)
         home = assemble_home(self.dist, self.settings.cache_dir / "artifacts", self.engine_dir)
@@ -247,10 +248,23 @@ class LocalEngine:
                                     start_new_session=True, cwd=self.state_dir)
         return self._wait_until_started(proc)
 
+    def _clear_leftovers(self) -> None:
+        """Before a start: stop a node of this folder that no longer answers, drop a stale pid file.
+
+        A node killed hard (OOM killer, SIGKILL, a machine restored from a snapshot) leaves its
+        pid file behind; read as "the process we just launched has died", it made start give up
+        a second after launching.
+        """
+        if self.processes():
+            self.stop()
+        self.pid_file.unlink(missing_ok=True)
+
     def _wait_until_started(self, proc: subprocess.Popen | None = None) -> EngineStatus:
         """Wait for green health (yellow after 20 s); stop the node and raise if it never comes."""
-        deadline = time.monotonic() + self.settings.engine_start_timeout_s
+        started = time.monotonic()
+        deadline = started + self.settings.engine_start_timeout_s
         yellow_since: float | None = None
+        reason = f"engine did not become green in {self.settings.engine_start_timeout_s}s"
         while time.monotonic() < deadline:
             status = self.status(wait_for_green=True)
             if status.running:
@@ -263,14 +277,15 @@ class LocalEngine:
                 yellow_since = yellow_since or time.monotonic()
                 if time.monotonic() - yellow_since > 20:
                     return status
-            if self.pid() is None and self.pid_file.exists():
-                break
-            if proc is not None and proc.poll() is not None:
+            exited = (proc is not None and proc.poll() is not None) or (
+                self.pid_file.exists() and self.pid() is None and not self.processes())
+            if exited:
+                reason = f"engine exited {time.monotonic() - started:.0f}s after launch"
                 break
             time.sleep(1.0)
         tail = self._log_tail()
         self.stop()
-        raise EngineError(f"engine did not become green in {self.settings.engine_start_timeout_s}s:\n{tail}")
+        raise EngineError(f"{reason}:\n{tail}")
 
     def _single_node_defaults(self) -> None:
         """A catch-all, lowest-priority template: no replicas on this one node (so health is green)."""
