@@ -17,6 +17,7 @@ import argparse
 import itertools
 import json
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +29,18 @@ from bench.evaluate import methods, run_method, score
 from pipelines.settings import get_settings
 from service import fusion
 
-LEAVES = ("bm25", "knn", "sparse")
+LEAVES = ("bm25", "knn", "sparse", "exact")
+LEXICAL = ("bm25", "sparse")  # gated leaves; "exact" (the query is a document's whole title) never is
 WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
+EXACT_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
 GATES = (None, 1, 3, 10)  # agreement gate: the lexical top hit must be in kNN's top k
 
 
 def candidates(with_sparse: bool = True) -> list[dict[str, Any]]:
     """Every fusion configuration tried; knn's weight is fixed at 1 (the others are relative)."""
     out = []
-    for bm25, sparse in itertools.product(WEIGHTS, WEIGHTS if with_sparse else (0.0,)):
-        weights = {"bm25": bm25, "knn": 1.0, "sparse": sparse}
+    for bm25, sparse, exact in itertools.product(WEIGHTS, WEIGHTS if with_sparse else (0.0,), EXACT_WEIGHTS):
+        weights = {"bm25": bm25, "knn": 1.0, "sparse": sparse, "exact": exact}
         for gate, within in itertools.product(GATES, (False, True)):
             if within and bm25 == sparse == 0.0:
                 continue  # kNN alone: nothing to reorder
@@ -50,13 +53,13 @@ def candidates(with_sparse: bool = True) -> list[dict[str, Any]]:
 
 def fuse(config: dict[str, Any], leaves: dict[str, dict[str, dict[str, float]]], window: int) -> dict:
     """``{qid: {doc: score}}`` of one configuration over the leaf runs (each ``{qid: {doc: score}}``, best first)."""
-    names = [n for n in LEAVES if n in leaves and config["weights"][n] > 0]
+    names = [n for n in LEAVES if n in leaves and config["weights"].get(n, 0.0) > 0]
     out = {}
     for qid in leaves["knn"]:
         lists = [list(leaves[n].get(qid, {}).items()) for n in names]
         weights = [config["weights"][n] for n in names]
         if config.get("gate"):  # the query-adaptive rule: lexical leaves count when kNN agrees on their top hit
-            weights = fusion.agreement_weights(lists, weights, [n != "knn" for n in names], names.index("knn"),
+            weights = fusion.agreement_weights(lists, weights, [n in LEXICAL for n in names], names.index("knn"),
                                                config["gate"])
         within = names.index("knn") if config.get("within") else None
         if config["fusion"] == "rrf":
@@ -74,7 +77,21 @@ def offline_leaves(bench: datasets.Benchmark, settings, window: int) -> dict[str
     from pipelines.encoders.dense import open_encoder
 
     encoder = open_encoder(settings.resolved_model_dir, settings.dense_model, "int8")
-    return {"knn": knn_run(encoder, bench, k=window), "bm25": bm25_reference(bench)}
+    return {"knn": knn_run(encoder, bench, k=window), "bm25": bm25_reference(bench), "exact": exact_run(bench)}
+
+
+def exact_title(text: str) -> str:
+    """What the engine's ``title.exact`` keeps of a title or query: NFKC, lower case, accents folded, trimmed."""
+    folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).lower())
+    return " ".join("".join(c for c in folded if not unicodedata.combining(c)).split())
+
+
+def exact_run(bench: datasets.Benchmark) -> dict[str, dict[str, float]]:
+    """Documents whose whole title is the query (score 1), per query."""
+    by_title: dict[str, list[str]] = {}
+    for doc_id, doc in bench.corpus.items():
+        by_title.setdefault(exact_title(str(doc.get("title", ""))), []).append(doc_id)
+    return {qid: {d: 1.0 for d in by_title.get(exact_title(text), [])} for qid, (text, _) in bench.queries.items()}
 
 
 def describe(config: dict[str, Any]) -> str:
@@ -82,7 +99,8 @@ def describe(config: dict[str, Any]) -> str:
     extra = f"k={config['rank_constant']}" if config["fusion"] == "rrf" else config["normalizer"]
     gate = f" gate@{config['gate']}" if config.get("gate") else ""
     within = " within-knn" if config.get("within") else ""
-    return f"{config['fusion']:<6} {extra:<7} bm25={w['bm25']:<4} knn=1 sparse={w['sparse']:<4}{gate}{within}"
+    exact = f" exact={w['exact']}" if w.get("exact") else ""
+    return f"{config['fusion']:<6} {extra:<7} bm25={w['bm25']:<4} knn=1 sparse={w['sparse']:<4}{exact}{gate}{within}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench/results/fusion-tuning.json"))
     parser.add_argument("--offline", action="store_true",
                         help="leaves in memory (exact kNN, rank-bm25, no sparse) instead of through the stack")
+    parser.add_argument("--leaves-cache", type=Path,
+                        help="--offline: keep the leaf runs in PATH.<benchmark>.json and reuse them (same model only)")
     args = parser.parse_args(argv)
     settings = get_settings()
     taxonomy = datasets.taxonomy_xling(args.data, pool="mixed", queries_per_lang=args.queries,
@@ -105,7 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     sparse = True
     for bench in ingested:
         if args.offline:  # exact kNN with the default encoder and rank-bm25, in memory: no queue, no engine
-            runs[bench.name] = offline_leaves(bench, settings, window)
+            cached = args.leaves_cache and args.leaves_cache.with_suffix(f".{bench.name}.json")
+            if cached and cached.exists():
+                runs[bench.name] = json.loads(cached.read_text())
+            else:
+                runs[bench.name] = offline_leaves(bench, settings, window)
+                if cached:
+                    cached.write_text(json.dumps(runs[bench.name]))
+            runs[bench.name]["exact"] = exact_run(bench)
             sparse = False
             continue
         index = f"tune-{bench.name}"
@@ -116,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             leaf_methods = {m.name: m for m in methods(EVAL_FIELDS, sparse=sparse, reranker=None)
                             if m.name in LEAVES}
             runs[bench.name] = {name: run_method(es, index, bench, m)[0] for name, m in leaf_methods.items()}
+            runs[bench.name]["exact"] = exact_run(bench)
     # the taxonomy pool is scored twice: cross-lingual (non-English queries, every language relevant)
     # and monolingual (every locale's query, only its own language relevant: where BM25 should matter)
     xling = datasets.Benchmark(taxonomy.name, corpus=taxonomy.corpus, own_doc=taxonomy.own_doc,
@@ -145,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, res in baselines.items():
         lines.append(f"{name + ' alone':<44}" + "".join(f"{res[n]:>26.4f}" for n in names)
                      + f"{sum(res.values()) / len(res):>8.4f}")
-    equal = {"bm25": 1.0, "knn": 1.0, "sparse": 1.0 if sparse else 0.0}
+    equal = {"bm25": 1.0, "knn": 1.0, "sparse": 1.0 if sparse else 0.0, "exact": 0.0}
     default = next(r for r in rows if r["config"] == {"fusion": "rrf", "rank_constant": 60, "weights": equal,
                                                       "gate": None, "within": False})
     for label, r in [("equal-weight rrf k=60", default)] + [(describe(r["config"]), r) for r in rows[:10]]:

@@ -142,6 +142,9 @@ class Settings(BaseSettings):
     hybrid_gate_k: int = Field(
         10, description="Query-adaptive rule of the hybrid shorthand: BM25/sparse count for a query only when kNN "
                        "ranks their top hit in its top k (0: off).")
+    hybrid_exact_field: str | None = Field(
+        "title.exact", description="Keyword field (normalised title) of the hybrid shorthand's exact-title leaf "
+                                   "(weights['exact']); None: no such leaf.")
     hybrid_within_knn: bool = Field(
         False, description="Hybrid shorthand: BM25/sparse only reorder kNN's candidates and add none.")
     reranker_model: str | None = Field(None, description="Cross-encoder in model_dir; None = no rerank by default.")

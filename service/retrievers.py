@@ -254,7 +254,7 @@ class HybridQuery(_Strict):
     rank_window_size: int | None = Field(None, ge=1, le=MAX_WINDOW)
     rank_constant: int | None = Field(None, ge=1)
     fusion: Literal["rrf", "linear"] | None = None
-    weights: dict[Literal["bm25", "knn", "sparse"], Annotated[float, Field(ge=0)]] | None = None
+    weights: dict[Literal["bm25", "knn", "sparse", "exact"], Annotated[float, Field(ge=0)]] | None = None
     normalizer: Normalizer | None = None
     gate_k: int | None = Field(None, ge=0, le=MAX_WINDOW)
     within_knn: bool | None = None
@@ -482,16 +482,22 @@ async def fetch_texts(ctx: SearchContext, ids: list[str], field_name: str) -> di
     return out
 
 
+LEXICAL_LEAVES = ("bm25", "sparse")  # gated by kNN's agreement; the exact-title leaf never is
+
+
 def expand_hybrid(spec: dict, defaults: dict[str, Any]) -> dict:
     """The ``{"query": {"hybrid": {...}}}`` shorthand as an explicit retriever tree.
 
     ``{"query": text, "fields": [...], "sparse": bool, "rerank": bool, "rank_window_size": n,
-    "fusion": "rrf" | "linear", "weights": {"bm25": w, "knn": w, "sparse": w}, "normalizer": name,
+    "fusion": "rrf" | "linear", "weights": {"bm25": w, "knn": w, "sparse": w, "exact": w}, "normalizer": name,
     "gate_k": k, "within_knn": bool}`` -> BM25 + kNN (+ sparse) -> RRF/linear (-> reranker); unspecified keys come from
     settings (fitted on training queries: ``python -m bench.tune_fusion``).  A leaf weighted 0 is not
     run.  ``gate_k`` > 0: a lexical leaf counts for a query only when kNN ranks its top hit in its top
     ``gate_k`` (:func:`service.fusion.agreement_weights`); ``within_knn``: the lexical leaves reorder
-    kNN's candidates and add none.
+    kNN's candidates and add none.  ``exact`` > 0: documents whose whole title is the query
+    (``exact_field``, a keyword with a case/accent/width/space-folding normalizer) are a leaf of
+    their own, never gated: a shopper who types a product type, name or model number exactly as
+    the catalog spells it gets that product, in whichever language it is listed.
     """
     try:
         spec = HybridQuery.model_validate(spec).model_dump(exclude_none=True)
@@ -508,6 +514,9 @@ def expand_hybrid(spec: dict, defaults: dict[str, Any]) -> dict:
     }
     if spec.get("sparse", defaults["sparse"]):
         leaves["sparse"] = {"sparse": {"field": SPARSE_FIELD, "query": text}}
+    if float(weights.get("exact", 0.0)) > 0 and defaults.get("exact_field"):
+        # the query is a document's whole title (normalised by the field's normalizer): never gated
+        leaves["exact"] = {"standard": {"query": {"term": {defaults["exact_field"]: {"value": " ".join(text.split())}}}}}
     subs = [(leaf, float(weights.get(name, 1.0))) for name, leaf in leaves.items()
             if float(weights.get(name, 1.0)) > 0]
     if not subs:
@@ -524,11 +533,11 @@ def expand_hybrid(spec: dict, defaults: dict[str, Any]) -> dict:
         if norm not in fusion.NORMALIZERS:
             raise bad_request(f"[hybrid] unknown normalizer [{norm}]", "illegal_argument_exception")
         tree: dict = {"linear": {"retrievers": [{"retriever": s, "weight": w, "normalizer": norm,
-                                                 **(gated if n != "knn" else {})}
+                                                 **(gated if n in LEXICAL_LEAVES else {})}
                                                 for (s, w), n in zip(subs, names)],
                                  "rank_window_size": window, **gate}}
     else:
-        tree = {"rrf": {"retrievers": [{"retriever": s, "weight": w, **(gated if n != "knn" else {})}
+        tree = {"rrf": {"retrievers": [{"retriever": s, "weight": w, **(gated if n in LEXICAL_LEAVES else {})}
                                        for (s, w), n in zip(subs, names)], "rank_window_size": window,
                         "rank_constant": int(spec.get("rank_constant", defaults["rank_constant"])), **gate}}
     if spec.get("rerank", defaults["rerank"]):

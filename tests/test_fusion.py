@@ -107,6 +107,22 @@ def test_hybrid_shorthand_builds_the_gate_around_knn():
     assert "agreement_gate" not in expand_hybrid({"query": "x", "gate_k": 0}, defaults)["linear"]
 
 
+def test_hybrid_shorthand_exact_title_leaf_is_never_gated():
+    from service.retrievers import expand_hybrid, parse
+
+    defaults = {"fields": ["title"], "rank_window_size": 50, "rank_constant": 60, "rerank": False,
+                "rerank_field": "title", "rerank_window": 20, "sparse": False, "fusion": "linear",
+                "weights": {"bm25": 0.5, "knn": 1.0, "exact": 1.0}, "normalizer": "minmax", "gate_k": 10,
+                "exact_field": "title.exact"}
+    tree = expand_hybrid({"query": "  Kabellose   Kopfhörer "}, defaults)["linear"]
+    exact = tree["retrievers"][2]
+    assert exact["retriever"] == {"standard": {"query": {"term": {"title.exact": {"value": "Kabellose Kopfhörer"}}}}}
+    assert [e.get("gated", False) for e in tree["retrievers"]] == [True, False, False]
+    parse({"linear": tree}, "retriever")
+    no_field = expand_hybrid({"query": "x"}, {**defaults, "exact_field": None})["linear"]
+    assert len(no_field["retrievers"]) == 2
+
+
 def test_within_reorders_the_reference_and_adds_nothing():
     knn = [("a", 0.9), ("b", 0.8), ("c", 0.7)]
     bm25 = [("c", 12.0), ("x", 11.0), ("a", 1.0)]

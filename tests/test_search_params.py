@@ -201,6 +201,16 @@ def test_hybrid_total_counts_the_lexical_part_not_knn_candidates(catalog, svc, e
     assert knn_only["hits"]["total"] == {"value": 4, "relation": "eq"} and len(knn_only["hits"]["hits"]) == 4
 
 
+def test_hybrid_exact_title_leaf(catalog, svc):
+    """The query spelled as a product's whole title (case, accents, spaces aside) finds that product first."""
+    exact_only = {"query": "  OFFICE   chair ", "weights": {"bm25": 0, "knn": 0, "exact": 1}}
+    hits = post(svc, f"/{catalog}/_search", {"query": {"hybrid": exact_only}}).json()["hits"]["hits"]
+    assert [h["_id"] for h in hits] == ["chair-2"]
+    fused = {"query": "Office Chair", "weights": {"exact": 1.0}}
+    hits = post(svc, f"/{catalog}/_search", {"query": {"hybrid": fused}}).json()["hits"]["hits"]
+    assert hits[0]["_id"] == "chair-2" and len(hits) > 1
+
+
 def test_url_params_on_hybrid(catalog, svc):
     body = {"query": {"hybrid": {"query": "office chair"}}}
     assert len(post(svc, f"/{catalog}/_search", body, {"size": "3"}).json()["hits"]["hits"]) == 3
