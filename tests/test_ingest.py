@@ -89,16 +89,17 @@ def test_ingest_file_reports_malformed_lines(worker, engine, settings, index_nam
 
 
 def test_worker_killed_mid_batch_loses_nothing(worker, engine, settings, index_name):
-    docs = products(160, "kill")
+    docs = products(320, "kill")  # five batches
     task_ids = api.enqueue(index_name, docs)
-    time.sleep(1.0)  # the worker is busy with the first batches
+    api.wait(task_ids[:1], timeout_s=300)  # the worker is at work: the next batch is in its hands
     worker.kill9()
     time.sleep(settings.queue_visibility_timeout_s + 1)
     worker.start()
-    api.wait(task_ids, timeout_s=300)
+    results = api.wait(task_ids, timeout_s=300)
     ids = all_ids(engine, index_name)
-    assert len(ids) == len(set(ids)) == 160
+    assert len(ids) == len(set(ids)) == 320
     assert set(ids) == {d["id"] for d in docs}
+    assert any(r["redelivered"] for r in results), "no batch was redelivered: the kill hit an idle worker"
 
 
 @pytest.mark.slow

@@ -174,6 +174,8 @@ def index_batch(self: Task, index: str, docs: list[Any], model: str | None = Non
     """
     result = process_batch(index, docs, task_id=self.request.id, encoder=worker_encoder(model) if model else None)
     result["attempts"] = self.request.retries + 1  # > 1: the engine was unavailable and the batch retried
+    # True: a worker died holding this batch (kill -9, OOM) and the broker handed it out again
+    result["redelivered"] = bool((self.request.delivery_info or {}).get("redelivered"))
     record_status(worker_engine(), index, self.request.id, state="done",
                   **{k: result[k] for k in ("accepted", "indexed", "rejected")})
     return result
