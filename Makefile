@@ -7,7 +7,7 @@ POLYSEEK := $(VENV)/bin/polyseek
 export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test sysdeps venv services stop models lint bench clean
+.PHONY: demo test sysdeps venv services stop models bench clean
 
 sysdeps:  ## Debian packages the engine, broker and build need
 	@missing=""; \

@@ -94,6 +94,12 @@ def exact_run(bench: datasets.Benchmark) -> dict[str, dict[str, float]]:
     return {qid: {d: 1.0 for d in by_title.get(exact_title(text), [])} for qid, (text, _) in bench.queries.items()}
 
 
+def without_own_documents(leaves: dict[str, dict], bench: datasets.Benchmark) -> dict[str, dict]:
+    """Every leaf run without the query's own document (as ``bench.evaluate`` filters it out of each leaf)."""
+    return {name: {q: {d: s for d, s in hits.items() if d != bench.own_doc.get(q)} for q, hits in run.items()}
+            for name, run in leaves.items()}
+
+
 def describe(config: dict[str, Any]) -> str:
     w = config["weights"]
     extra = f"k={config['rank_constant']}" if config["fusion"] == "rrf" else config["normalizer"]
@@ -133,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                 if cached:
                     cached.write_text(json.dumps(runs[bench.name]))
             runs[bench.name]["exact"] = exact_run(bench)
+            runs[bench.name] = without_own_documents(runs[bench.name], bench)  # a cache may hold them
             sparse = False
             continue
         index = f"tune-{bench.name}"
@@ -162,10 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     knn = baselines["knn"]
     for r in rows:
         # issue 11's rule: no worse than the best single leaf on any set (no fusion of these leaves meets it:
-        # BM25 leads the monolingual set by 0.19, kNN the cross-lingual ones by 0.15-0.94); the rule applied:
-        # within 0.5 points of kNN on both cross-lingual sets, then the best monolingual score
+        # BM25 leads the monolingual set, kNN the cross-lingual ones, on the same pool); the rule applied:
+        # no worse than kNN (the best leaf there) on both cross-lingual sets, then the best monolingual score
         r["no_worse_than_best_leaf"] = all(r["ndcg@10"][n] >= best_leaf[n] - 0.002 for n in best_leaf)
-        r["keeps_knn_cross_lingual"] = all(r["ndcg@10"][b.name] >= knn[b.name] - 0.005 for b in (xling, benches[2]))
+        r["keeps_knn_cross_lingual"] = all(r["ndcg@10"][b.name] >= knn[b.name] - 0.0005 for b in (xling, benches[2]))
     rows.sort(key=lambda r: (not r["no_worse_than_best_leaf"], not r["keeps_knn_cross_lingual"],
                              -r["ndcg@10"][mono.name], -r["mean"]))
     names = [b.name for b in benches]

@@ -87,7 +87,10 @@ def read_documents(path: Path) -> Iterator[tuple[int, Any, str | None]]:
     """``(line_or_row, document, error)`` from JSONL, CSV or Parquet; bad lines carry an error."""
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        import pyarrow.parquet as pq
+        try:
+            import pyarrow.parquet as pq
+        except ImportError as exc:
+            raise RuntimeError("Parquet ingest needs pyarrow: pip install 'polyseek[parquet]'") from exc
 
         for n, row in enumerate(pq.read_table(path).to_pylist(), 1):
             yield n, row, None
