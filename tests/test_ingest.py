@@ -89,17 +89,32 @@ def test_ingest_file_reports_malformed_lines(worker, engine, settings, index_nam
 
 
 def test_worker_killed_mid_batch_loses_nothing(worker, engine, settings, index_name):
-    docs = products(320, "kill")  # five batches
+    # batches of long documents (two chunks each): a batch takes long enough (~2 s) to be killed in
+    docs = [{**d, "description": " ".join(f"{d['title']} accessory {k}, spare part {k}." for k in range(20))}
+            for d in products(128, "kill")]
     task_ids = api.enqueue(index_name, docs)
-    api.wait(task_ids[:1], timeout_s=300)  # the worker is at work: the next batch is in its hands
-    worker.kill9()
+    killed = kill_during_a_batch(worker, task_ids)
     time.sleep(settings.queue_visibility_timeout_s + 1)
     worker.start()
     results = api.wait(task_ids, timeout_s=300)
     ids = all_ids(engine, index_name)
-    assert len(ids) == len(set(ids)) == 320
+    assert len(ids) == len(set(ids)) == 128
     assert set(ids) == {d["id"] for d in docs}
-    assert any(r["redelivered"] for r in results), "no batch was redelivered: the kill hit an idle worker"
+    redelivered = [tid for tid, r in zip(task_ids, results) if r["redelivered"]]
+    assert killed in redelivered, f"the batch killed in flight ({killed}) was not redelivered ({redelivered})"
+
+
+def kill_during_a_batch(worker, task_ids: list[str], timeout_s: float = 300.0) -> str:
+    """SIGKILL the worker while one of ``task_ids`` is received and not finished (its log says so); its id."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        log = worker.log.read_text(errors="replace")
+        for tid in task_ids:
+            if f"[{tid}] received" in log and f"[{tid}] succeeded" not in log:
+                worker.kill9()
+                return tid
+        time.sleep(0.02)
+    raise AssertionError("no batch of the test was ever seen in progress")
 
 
 @pytest.mark.slow
