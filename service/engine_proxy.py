@@ -44,7 +44,9 @@ class AsyncEngine:
     """Send requests to the engine; raise :class:`SearchError` 503 when it is unavailable."""
 
     def __init__(self, base_url: str, timeout_s: float = 30.0, retries: int = 2):
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout_s,
+        # the timeout bounds the engine's answer, not the wait for a free connection: under a burst of
+        # clients, requests queue for the pool as they would in the engine's search queue
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(timeout_s, pool=None),
                                        limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
         self.retries = retries
         self.breaker = CircuitBreaker()
@@ -62,14 +64,15 @@ class AsyncEngine:
         if content is not None or json_body is not None:
             ndjson = path.rstrip("/").endswith(("_bulk", "_msearch"))
             out_headers["content-type"] = "application/x-ndjson" if ndjson else "application/json"
-        timeout = httpx.Timeout(timeout_s) if timeout_s else httpx.USE_CLIENT_DEFAULT
+        timeout = httpx.Timeout(timeout_s, pool=None) if timeout_s else httpx.USE_CLIENT_DEFAULT
         last: Exception | None = None
         for attempt in range(self.retries + 1):
             try:
                 resp = await self._http.request(method, path, params=params, content=content, json=json_body,
                                                 headers=out_headers, timeout=timeout)
             except httpx.TimeoutException as exc:
-                self.breaker.failure()
+                # slow is not down: an engine busy with a burst answers late, and opening the circuit
+                # would turn every other waiting client's request into a 503
                 raise SearchError(504, "timeout_exception", f"engine did not answer {method} {path} in time") from exc
             except httpx.TransportError as exc:
                 last = exc
