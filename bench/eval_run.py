@@ -53,8 +53,12 @@ def served(bench: datasets.Benchmark, index: str, settings: Settings, out_dir: P
 
 def run_eval(name: str, *, small: bool = False, data_dir: Path = DEFAULT_DATA,
              out_dir: Path = Path("bench/results"), settings: Settings | None = None,
-             reranker: str | None = None, reuse_index: bool = False, limit: int | None = None) -> dict[str, Any]:
-    """Ingest ``name`` into ``eval-<name>`` and evaluate every method; returns the report."""
+             reranker: str | None = None, reuse_index: bool = False, limit: int | None = None,
+             only: list[str] | None = None) -> dict[str, Any]:
+    """Ingest ``name`` into ``eval-<name>`` and evaluate every method (or those in ``only``); returns the report."""
+    from bench.evaluate import engine_score_sum
+    from pipelines.encoders.dense import open_encoder
+    from pipelines.engine.dialect import dialect_for
     from service.app import Polyseek
 
     settings = settings or get_settings()
@@ -62,8 +66,12 @@ def run_eval(name: str, *, small: bool = False, data_dir: Path = DEFAULT_DATA,
     index = f"eval-{bench.name}{'-small' if small else ''}"
     with served(bench, index, settings, out_dir, reuse_index) as (es, ingest_s):
         has_sparse = Polyseek(settings).dense(None).has_sparse
+        encoder = open_encoder(settings.resolved_model_dir, settings.dense_model, settings.encoder_precision)
+        embed = lambda text: encoder.encode([text], is_query=True).dense[0].tolist()  # noqa: E731
         report = evaluate_benchmark(bench, es, index, fields=EVAL_FIELDS, sparse=has_sparse,
-                                    reranker=reranker or settings.reranker_model, out_dir=out_dir)
+                                    reranker=reranker or settings.reranker_model, out_dir=out_dir,
+                                    engine_hybrid=engine_score_sum(EVAL_FIELDS, embed, dialect_for(settings.engine)),
+                                    only=only)
         report["ingest_s"] = round(ingest_s, 1)
         return report
 

@@ -43,8 +43,21 @@ class Method:
     body: Callable[[str], dict]
 
 
-def methods(fields: list[str], *, sparse: bool, reranker: str | None) -> list[Method]:
-    """Every method the service offers, as request bodies."""
+def engine_score_sum(fields: list[str], embed: Callable[[str], list[float]], dialect) -> Method:
+    """The engine's own free hybrid: one ``bool`` query whose ``should`` holds the BM25 clause and a
+    ``knn`` clause, scores summed by the engine (Elasticsearch's ``query`` + ``knn``, OpenSearch's
+    ``bool`` + ``knn`` query; no plugin, no normalisation).  The vector comes from ``embed`` (the
+    index's model, in the evaluating process) and the request passes through the service unchanged."""
+    def body(text: str) -> dict:
+        knn = dialect.knn_query("embedding", embed(text), WINDOW, 200)
+        return {"query": {"bool": {"should": [{"multi_match": {"query": text, "fields": fields}}, knn]}}}
+
+    return Method("engine score-sum", body)
+
+
+def methods(fields: list[str], *, sparse: bool, reranker: str | None,
+            engine_hybrid: Method | None = None) -> list[Method]:
+    """Every method the service offers, as request bodies (and the engine's own hybrid, when given)."""
     def leaves(t: str) -> list[dict]:
         return [_bm25(t, fields), _knn(t)] + ([_sparse(t)] if sparse else [])
 
@@ -60,6 +73,8 @@ def methods(fields: list[str], *, sparse: bool, reranker: str | None) -> list[Me
     # the shorthand as the service runs it, with the fusion and weights in settings
     out.append(Method("hybrid (default)", lambda t: {"query": {"hybrid": {"query": t, "fields": fields,
                                                                           "rerank": False}}}))
+    if engine_hybrid is not None:
+        out.append(engine_hybrid)
     if reranker:
         out.append(Method("rrf+rerank", lambda t: {"retriever": {"text_similarity_reranker": {
             "retriever": {"rrf": {"retrievers": leaves(t), "rank_window_size": WINDOW}},
@@ -256,15 +271,18 @@ def plot(results: dict[str, dict[str, Any]], path: Path) -> None:
 
 
 def evaluate_benchmark(bench: Benchmark, es, index: str, *, fields: list[str], sparse: bool,
-                       reranker: str | None, out_dir: Path) -> dict[str, Any]:
-    """Every method on one ingested benchmark; writes JSON and PNG into ``out_dir``."""
+                       reranker: str | None, out_dir: Path, engine_hybrid: Method | None = None,
+                       only: list[str] | None = None) -> dict[str, Any]:
+    """Every method (or those named in ``only``) on one ingested benchmark; writes JSON and PNG into ``out_dir``."""
     results: dict[str, dict[str, Any]] = {}
     latency: dict[str, float] = {}
     runs: dict[str, dict] = {}
     t0 = time.perf_counter()
     runs["bm25 (rank-bm25)"] = bm25_reference(bench)
     latency["bm25 (rank-bm25)"] = 1000 * (time.perf_counter() - t0) / max(len(bench.queries), 1)
-    for method in methods(fields, sparse=sparse, reranker=reranker):
+    for method in methods(fields, sparse=sparse, reranker=reranker, engine_hybrid=engine_hybrid):
+        if only and method.name not in only and method.name != "knn":  # kNN: the paired reference
+            continue
         runs[method.name], latency[method.name] = run_method(es, index, bench, method)
     for name, run in runs.items():
         results[name] = score(bench, run)

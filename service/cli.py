@@ -248,7 +248,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     for name in args.benchmark:
         report = run_eval(name, small=args.small, data_dir=args.data or DEFAULT_DATA, out_dir=args.out,
-                          reranker=args.reranker, reuse_index=args.reuse_index, limit=args.limit)
+                          reranker=args.reranker, reuse_index=args.reuse_index, limit=args.limit,
+                          only=args.method)
         print(f"\n== {report['benchmark']}: {report['queries']} queries, {report['documents']} documents "
               f"(ingest {report['ingest_s']} s)\n{report['table']}")
     return 0
@@ -388,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reranker", help="cross-encoder name in the model cache")
     p.add_argument("--reuse-index", action="store_true", help="skip ingest when the index is complete")
     p.add_argument("--limit", type=int, help="queries per language (taxonomy) / pairs (IKEA)")
+    p.add_argument("--method", action="append",
+                   help="only this method (repeatable; kNN always runs as the paired reference), e.g. bm25, "
+                        "'hybrid (default)', 'engine score-sum'")
     p.set_defaults(func=_eval)
     return parser
 
