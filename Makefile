@@ -7,7 +7,7 @@ POLYSEEK := $(VENV)/bin/polyseek
 export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test sysdeps venv services stop models bench clean
+.PHONY: demo test test-elasticsearch sysdeps venv services stop models bench clean
 
 sysdeps:  ## Debian packages the engine, broker and build need
 	@missing=""; \
@@ -45,6 +45,20 @@ test: services models
 	PYTHONPATH=$(ES8_CLIENT) $(PY) -c "import elasticsearch as es; assert es.__versionstr__.startswith('8.'); \
 	  print('service suite again with elasticsearch-py', es.__versionstr__)"
 	PYTHONPATH=$(ES8_CLIENT) $(PY) -m pytest -q tests/test_service.py
+	$(MAKE) test-elasticsearch
+
+# the engine-backed suites again on a real Elasticsearch 8.19.21 node (Maven Central jars, see README), beside
+# OpenSearch: its own port, broker db and engine folder
+ES_ENV := POLYSEEK_ENGINE=elasticsearch POLYSEEK_ENGINE_URL=http://127.0.0.1:9201 \
+	POLYSEEK_BROKER_URL=redis://127.0.0.1:6379/14 POLYSEEK_ENGINE_HEAP=1g
+ES_TESTS := tests/test_engine.py tests/test_templates.py tests/test_service.py tests/test_search_params.py \
+	tests/test_writes.py tests/test_ingest.py tests/test_reindex.py tests/test_fusion.py tests/test_semantic_ids.py \
+	tests/test_eval.py
+
+test-elasticsearch: services models
+	$(ES_ENV) $(POLYSEEK) engine start
+	status=0; $(ES_ENV) $(PY) -m pytest -q $(ES_TESTS) || status=$$?; \
+	  $(ES_ENV) $(POLYSEEK) engine stop; exit $$status
 
 demo: services models
 	$(PY) -m service.demo
@@ -54,6 +68,7 @@ bench: services models
 
 stop:
 	-$(POLYSEEK) engine stop
+	-$(ES_ENV) $(POLYSEEK) engine stop
 	-$(POLYSEEK) broker stop
 
 clean: stop
