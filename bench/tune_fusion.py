@@ -81,7 +81,7 @@ def offline_leaves(bench: datasets.Benchmark, settings, window: int) -> dict[str
 
 
 def exact_title(text: str) -> str:
-    """What the engine's ``title.exact`` keeps of a title or query: NFKC, lower case, accents folded, trimmed."""
+    """What ``title.exact`` compares: NFKC (the engine: cjk_width), lower case, accents folded, spaces collapsed."""
     folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).lower())
     return " ".join("".join(c for c in folded if not unicodedata.combining(c)).split())
 

@@ -495,7 +495,7 @@ def expand_hybrid(spec: dict, defaults: dict[str, Any]) -> dict:
     run.  ``gate_k`` > 0: a lexical leaf counts for a query only when kNN ranks its top hit in its top
     ``gate_k`` (:func:`service.fusion.agreement_weights`); ``within_knn``: the lexical leaves reorder
     kNN's candidates and add none.  ``exact`` > 0: documents whose whole title is the query
-    (``exact_field``, a keyword with a case/accent/width/space-folding normalizer) are a leaf of
+    (``exact_field``, a keyword with a case/accent/width-folding normalizer; the query's spaces collapsed) are a leaf of
     their own, never gated: a shopper who types a product type, name or model number exactly as
     the catalog spells it gets that product, in whichever language it is listed.
     """
