@@ -37,6 +37,7 @@ def knn_ids(es, index: str, text: str) -> list[str]:
 def test_reindex_onto_a_new_model_switches_the_alias(worker, engine, settings, es, index_name, tiny_model):
     docs = products(40, "rx")
     api.wait(api.enqueue(index_name, docs))  # the index is created on first use, with the default model
+    engine.refresh(index_name)  # written is not yet searchable: the engine's refresh makes it so
     assert engine.index_model(index_name) == settings.dense_model
     assert len(knn_ids(es, index_name, "Kopfhörer")) == 5
 

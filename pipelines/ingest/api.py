@@ -56,7 +56,11 @@ def _record_queued(index: str, task_ids: list[str], sizes: list[int], s: Setting
 
 
 def wait(task_ids: Iterable[str], timeout_s: float = 300.0) -> list[dict[str, Any]]:
-    """Block until the batches are written (``refresh=wait_for``); their results in order."""
+    """Block until the batches are written; their results in order.
+
+    Written is not yet searchable: as with any write to the engine, a search sees the documents
+    after the index's next refresh (every second by default) or an explicit ``_refresh``.
+    """
     from pipelines.ingest.celery_app import app
 
     return [app.AsyncResult(tid).get(timeout=timeout_s) for tid in task_ids]
