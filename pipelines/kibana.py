@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import httpx
 
-from pipelines.engine.dialect import TEMPLATES_DIR
-
-SAVED_OBJECTS_DIR = TEMPLATES_DIR / "kibana"
+from pipelines.engine.dialect import template_files
 
 
 def saved_objects() -> list[dict]:
     """Every saved object shipped in es_templates/kibana/, parsed."""
     out = []
-    for f in sorted(SAVED_OBJECTS_DIR.glob("*.ndjson")):
-        out += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+    for f in template_files("kibana", ".ndjson"):
+        out += [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
     return out
 
 
@@ -29,7 +26,7 @@ def import_saved_objects(kibana_url: str, *, api_key: str | None = None, space: 
     prefix = f"/s/{space}" if space else ""
     results = {}
     with httpx.Client(base_url=kibana_url, headers=headers, timeout=timeout_s) as client:
-        for f in sorted(SAVED_OBJECTS_DIR.glob("*.ndjson")):
+        for f in template_files("kibana", ".ndjson"):
             resp = client.post(f"{prefix}/api/saved_objects/_import", params={"overwrite": "true"},
                                files={"file": (f.name, f.read_bytes(), "application/ndjson")})
             resp.raise_for_status()

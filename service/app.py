@@ -42,6 +42,8 @@ from service.retrievers import SearchContext
 
 log = logging.getLogger(__name__)
 PRODUCT_HEADERS = {"X-Elastic-Product": "Elasticsearch"}
+HEALTH_PATH = "/_polyseek/health"  # answered without an API key (container healthchecks, load balancers)
+HEALTH_ENGINE_TIMEOUT_S = 3.0
 # engine endpoints refused unless allow_admin_passthrough (method, path regex)
 ADMIN_ENDPOINTS = [(m, re.compile(p)) for m, p in [
     ("PUT", r"/_cluster/settings"), ("POST", r"/_cluster/reroute"), ("*", r"/_nodes/.*shutdown.*"),
@@ -154,6 +156,15 @@ class Polyseek:
             await self.engine.send("POST", f"/{self.settings.query_log_index}/_doc", json_body=doc)
         except Exception as exc:  # noqa: BLE001 - the log must never break a search
             log.warning("query log write failed: %r", exc)
+
+    async def engine_health(self) -> dict[str, Any]:
+        """Whether the engine answers ``GET /_cluster/health``, and its cluster status when it does."""
+        try:
+            resp = await self.engine.send("GET", "/_cluster/health", timeout_s=HEALTH_ENGINE_TIMEOUT_S)
+        except SearchError:  # down, slow or circuit open
+            return {"reachable": False, "cluster_status": None}
+        status = resp.json().get("status") if resp.status_code == 200 else None
+        return {"reachable": True, "cluster_status": status}
 
     async def ensure_log_index(self) -> None:
         """The query-log and feedback indices with their mappings (an existing one is kept)."""
@@ -491,6 +502,17 @@ async def near_duplicates_endpoint(request: Request) -> Response:
                          "count": len(pairs), "pairs": pairs})
 
 
+async def health_endpoint(request: Request) -> Response:
+    """``GET /_polyseek/health``: 200 whenever the service answers, with whether the engine is reachable.
+
+    Liveness, not readiness: a service whose engine is away is up (it answers 503 per request and
+    recovers by itself), so a container is not restarted for the engine's sake. No API key needed;
+    it tells nothing but up/down and the cluster's colour.
+    """
+    ps: Polyseek = request.app.state.polyseek
+    return JSONResponse({"status": "up", "engine": await ps.engine_health()})
+
+
 async def passthrough(request: Request) -> Response:
     """Forward the request to the engine unchanged (after the guards) and relay its answer."""
     ps: Polyseek = request.app.state.polyseek
@@ -504,7 +526,7 @@ async def passthrough(request: Request) -> Response:
 
 def _guard(request: Request, settings: Settings) -> None:
     """Auth, index allow-list, admin and script endpoints, request size."""
-    if settings.api_keys:
+    if settings.api_keys and request.url.path != HEALTH_PATH:
         auth = request.headers.get("authorization", "")
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "apikey" or token not in settings.api_keys:
@@ -538,6 +560,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await app.state.polyseek.close()
 
     routes = [
+        Route(HEALTH_PATH, health_endpoint, methods=["GET"]),
         Route("/_polyseek/ingest/status", ingest_status_endpoint, methods=["GET"]),
         Route("/{index}/_polyseek/ingest/status", ingest_status_endpoint, methods=["GET"]),
         Route("/_polyseek/feedback", feedback_endpoint, methods=["POST"]),

@@ -34,3 +34,14 @@ def test_compose_config_validates(name):
 def test_dockerfile_runs_as_non_root_and_is_multi_stage():
     text = (DOCKER / "Dockerfile").read_text()
     assert text.count("FROM ") >= 2 and "USER polyseek" in text and "HEALTHCHECK" in text
+
+
+def test_runtime_stage_installs_the_wheel_and_checks_the_health_route():
+    """The image runs what the wheel carries (es_templates included; tests/test_package.py installs that
+    wheel) and its HEALTHCHECK asks the unauthenticated health route, not an engine endpoint."""
+    runtime = (DOCKER / "Dockerfile").read_text().split("\nFROM ")[-1]
+    copies = [line for line in runtime.splitlines() if line.startswith("COPY ")]
+    assert copies and all("--from=build" in line for line in copies)
+    assert "pip install --no-cache-dir /wheels/*.whl" in runtime
+    (healthcheck,) = [line for line in runtime.splitlines() if line.startswith("HEALTHCHECK")]
+    assert "/_polyseek/health" in healthcheck

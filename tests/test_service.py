@@ -245,6 +245,11 @@ def test_api_key_auth(settings, catalog):
         with pytest.raises(AuthenticationException):
             Elasticsearch(url).count(index=catalog)
         assert Elasticsearch(url, api_key="s3cret").count(index=catalog)["count"] >= len(PRODUCTS)
+        health = httpx.get(f"{url}/_polyseek/health")  # no key: container healthchecks and load balancers
+        assert health.status_code == 200
+        assert health.json()["status"] == "up"
+        assert health.json()["engine"]["reachable"] is True
+        assert health.json()["engine"]["cluster_status"] in ("green", "yellow")
     finally:
         stop()
 
@@ -308,6 +313,8 @@ def test_engine_down_gives_503_and_opens_the_circuit(settings):
             statuses.append((resp.status_code, resp.json()["error"]["type"]))
         assert statuses[0] == (503, "unavailable_engine_exception")
         assert statuses[-1] == (503, "circuit_breaking_exception")
+        health = httpx.get(f"{url}/_polyseek/health")  # the service itself is up
+        assert (health.status_code, health.json()["engine"]) == (200, {"reachable": False, "cluster_status": None})
     finally:
         stop()
 

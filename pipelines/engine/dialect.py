@@ -12,18 +12,26 @@ import json
 import math
 from abc import ABC, abstractmethod
 from functools import cache
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from typing import Any
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "es_templates"
+# the es_templates package's data (the repository's top-level es_templates/ folder, shipped in the wheel)
+TEMPLATES: Traversable = files("es_templates")
 
 Body = dict[str, Any]
 
 
+def template_files(folder: str, suffix: str = ".json") -> list[Traversable]:
+    """The files of ``es_templates/<folder>/`` whose name ends in ``suffix``, sorted by name."""
+    return sorted((f for f in TEMPLATES.joinpath(folder).iterdir() if f.is_file() and f.name.endswith(suffix)),
+                  key=lambda f: f.name)
+
+
 @cache
 def load_template(relpath: str) -> Body:
-    """A JSON file from ``es_templates/`` (cached; callers get a deep copy)."""
-    return json.loads((TEMPLATES_DIR / relpath).read_text())
+    """A JSON file from ``es_templates/``, e.g. ``component/query-log.json`` (cached: copy before changing it)."""
+    return json.loads(TEMPLATES.joinpath(relpath).read_text(encoding="utf-8"))
 
 
 def _merge(into: Body, other: Body) -> Body:

@@ -7,12 +7,12 @@ Index templates: ``es_templates/index/*.json``, named ``polyseek-<file>``.
 
 from __future__ import annotations
 
-import json
+import copy
 from dataclasses import dataclass
 from typing import Any
 
 from pipelines.engine.client import EngineClient
-from pipelines.engine.dialect import TEMPLATES_DIR
+from pipelines.engine.dialect import load_template, template_files
 
 
 @dataclass(frozen=True)
@@ -29,11 +29,10 @@ class Template:
 def templates_for(dialect: str) -> list[Template]:
     """Component templates first (index templates compose them)."""
     out = []
-    for folder in ("component", dialect):
-        for f in sorted((TEMPLATES_DIR / folder).glob("*.json")):
-            out.append(Template("component", f"polyseek-{f.stem}", json.loads(f.read_text())))
-    for f in sorted((TEMPLATES_DIR / "index").glob("*.json")):
-        out.append(Template("index", f"polyseek-{f.stem}", json.loads(f.read_text())))
+    for kind, folder in (("component", "component"), ("component", dialect), ("index", "index")):
+        for f in template_files(folder):
+            body = copy.deepcopy(load_template(f"{folder}/{f.name}"))
+            out.append(Template(kind, f"polyseek-{f.name.removesuffix('.json')}", body))
     return out
 
 
