@@ -35,6 +35,7 @@ from pipelines.ingest.documents import detect_language
 from pipelines.settings import Settings, get_settings
 from service import feedback
 from service import search as search_mod
+from service import source as source_mod
 from service import writes
 from service.engine_proxy import AsyncEngine
 from service.errors import SearchError, error_body, error_response
@@ -362,7 +363,8 @@ async def msearch_endpoint(request: Request) -> Response:
         if search_mod.needs_service(body):
             service_jobs.append((i, _service_item(ps, index, head, body, url_opts)))
         else:
-            engine_items.append((i, {k: v for k, v in head.items() if k != "indices"} | {"index": index}, body))
+            engine_items.append((i, {k: v for k, v in head.items() if k != "indices"} | {"index": index},
+                                 source_mod.search_body(body)))
 
     async def engine_part() -> None:
         if not engine_items:
@@ -379,7 +381,7 @@ async def msearch_endpoint(request: Request) -> Response:
                 responses[i] = item
             return
         for (i, _, _), item in zip(engine_items, data["responses"]):
-            responses[i] = item
+            responses[i] = source_mod.hide(item)
 
     async def service_part() -> None:
         for (i, _), item in zip(service_jobs, await asyncio.gather(*(job for _, job in service_jobs))):
@@ -492,13 +494,30 @@ async def near_duplicates_endpoint(request: Request) -> Response:
 
 
 async def passthrough(request: Request) -> Response:
-    """Forward the request to the engine unchanged (after the guards) and relay its answer."""
+    """Forward the request to the engine (after the guards) and relay its answer; where the answer
+    carries documents, their ``_source`` is the client's document (:mod:`service.source`: filters
+    rewritten on the way in, stored documents replaced on the way out, ``filter_path`` applied after)."""
     ps: Polyseek = request.app.state.polyseek
+    path = request.url.path
     body = await request.body()
-    resp = await ps.engine.send(request.method, request.url.path, params=list(request.query_params.multi_items()),
-                                content=body or None, headers=dict(request.headers))
+    params = list(request.query_params.multi_items())
+    documents = source_mod.carries_source(path)
+    fmt = search_mod.SearchOptions()
+    if documents:
+        body = source_mod.engine_request_body(path, body)
+        fmt.filter_path = next((v for k, v in params if k == "filter_path"), None)
+        fmt.pretty = any(k == "pretty" and v in ("", "true") for k, v in params)
+        params = [(k, v) for k, v in source_mod.engine_url_params(params) if k != "filter_path"]
+    resp = await ps.engine.send(request.method, path, params=params, content=body or None,
+                                headers=dict(request.headers))
     headers = {k: v for k, v in resp.headers.items()
                if k.lower() in ("content-type", "warning", "location")}
+    if documents and request.method != "HEAD" and resp.content:
+        hidden = source_mod.hide_answer(path, resp.content)
+        if hidden is not None or (fmt.filter_path and resp.headers.get("content-type", "").startswith("application/json")):
+            answer = _json_answer(resp.json() if hidden is None else hidden, fmt, resp.status_code)
+            answer.headers.update({k: v for k, v in headers.items() if k.lower() != "content-type"})
+            return answer
     return Response(resp.content, status_code=resp.status_code, headers=headers)
 
 
