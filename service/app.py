@@ -514,7 +514,8 @@ async def passthrough(request: Request) -> Response:
                if k.lower() in ("content-type", "warning", "location")}
     if documents and request.method != "HEAD" and resp.content:
         hidden = source_mod.hide_answer(path, resp.content)
-        if hidden is not None or (fmt.filter_path and resp.headers.get("content-type", "").startswith("application/json")):
+        is_json = resp.headers.get("content-type", "").startswith("application/json")
+        if hidden is not None or (fmt.filter_path and is_json):
             answer = _json_answer(resp.json() if hidden is None else hidden, fmt, resp.status_code)
             answer.headers.update({k: v for k, v in headers.items() if k.lower() != "content-type"})
             return answer

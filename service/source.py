@@ -41,7 +41,8 @@ from service.errors import SearchError, bad_request
 
 URL_PARAMS = ("_source", "_source_includes", "_source_excludes", "_source_exclude_vectors")
 # engine answers that carry documents' _source (whole: the answer of GET /{index}/_source/{id} is one)
-ANSWERS_WITH_SOURCE = re.compile(r".*/(_doc/[^/]+|_mget|_search(/scroll(/[^/]+)?)?|_msearch|_explain/[^/]+)")
+ANSWERS_WITH_SOURCE = re.compile(
+    r".*/(_doc/[^/]+|_mget|_search(/scroll(/[^/]+)?|/template)?|_msearch(/template)?|_explain/[^/]+)")
 WHOLE_SOURCE = re.compile(r"/[^/]+/_source/[^/]+")
 SEARCH_PATH = re.compile(r"(/[^/]+)?/_search")
 MGET_PATH = re.compile(r"(/[^/]+)?/_mget")

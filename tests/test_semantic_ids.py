@@ -203,7 +203,8 @@ def test_collapse_gives_one_hit_per_group_with_inner_hits(coded, svc, retriever)
               "rrf": {"retriever": {"rrf": {"retrievers": [
                   knn, {"standard": {"query": {"multi_match": {"query": text, "fields": ["title*"]}}}}]}}}}[retriever]
     plain = _search(svc, index, {**search, "size": 10, "_source": ["lang"]})
-    body = {**search, "size": 10, "_source": ["title"], "docvalue_fields": ["lang"],  # lang: derived, read from the index
+    # lang: derived by Polyseek, read from the index (answers' _source is the document as sent)
+    body = {**search, "size": 10, "_source": ["title"], "docvalue_fields": ["lang"],
             "collapse": {"field": "semantic_id_l1", "inner_hits": {"name": "languages", "size": 10}}}
     resp = _search(svc, index, body)
     hits = resp["hits"]["hits"]
