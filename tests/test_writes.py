@@ -288,6 +288,33 @@ def test_source_filters_apply_to_what_was_sent(as_sent, query):
     assert _by_id(top["hits"]["hits"])["3"] == {"model": "X-200"}
 
 
+def test_source_as_sent_under_filter_path_and_explain(as_sent, svc):
+    """``filter_path`` is applied to the answer as the client sees it; ``_explain`` answers the sent document."""
+    es, index, sent = as_sent
+    resp = httpx.get(f"{svc}/{index}/_doc/1", params={"filter_path": "_source.id,_source.lang,found"})
+    assert resp.json() == {"found": True, "_source": {"id": "user-own-id", "lang": 7}}
+    resp = httpx.post(f"{svc}/{index}/_search", params={"filter_path": "hits.hits._source.model"},
+                      json={"query": {"ids": {"values": ["3"]}}})
+    assert resp.json() == {"hits": {"hits": [{"_source": {"model": "X-200"}}]}}
+    resp = httpx.post(f"{svc}/{index}/_explain/2", params={"_source": "true"}, json={"query": {"match_all": {}}})
+    assert resp.json()["get"]["_source"] == sent["2"]
+
+
+def test_documents_polyseek_did_not_write_are_answered_as_stored(svc, engine, index_name):
+    """An index written straight to the engine (no kept record): every read answers its ``_source``
+    as stored, filters included, a field named ``embedding`` or ``lang`` too."""
+    doc = {"embedding": [0.5, 1.5], "lang": "xx", "id": "own", "nested": {"a": 1, "b": 2}}
+    engine.request("PUT", f"/{index_name}/_doc/1", params={"refresh": "true"}, json_body=doc)
+    try:
+        assert httpx.get(f"{svc}/{index_name}/_doc/1").json()["_source"] == doc
+        assert httpx.get(f"{svc}/{index_name}/_source/1", params={"_source_includes": "nested.a,lang"}).json() == {
+            "lang": "xx", "nested": {"a": 1}}
+        hits = httpx.post(f"{svc}/{index_name}/_search", json={"_source": {"excludes": ["nested.*", "id"]}}).json()
+        assert hits["hits"]["hits"][0]["_source"] == {"embedding": [0.5, 1.5], "lang": "xx", "nested": {}}
+    finally:
+        engine.delete_index(index_name)
+
+
 def test_derived_fields_on_request(as_sent):
     """Named vector fields (as Elasticsearch 9 answers them), ``exclude_vectors: false`` and
     ``docvalue_fields`` give what Polyseek derived."""
