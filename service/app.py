@@ -364,13 +364,13 @@ async def msearch_endpoint(request: Request) -> Response:
             service_jobs.append((i, _service_item(ps, index, head, body, url_opts)))
         else:
             engine_items.append((i, {k: v for k, v in head.items() if k != "indices"} | {"index": index},
-                                 source_mod.search_body(body)))
+                                 body))
 
     async def engine_part() -> None:
         if not engine_items:
             return
         ndjson = b"".join(json.dumps(part).encode() + b"\n" for _, head, body in engine_items
-                          for part in (head, body))
+                          for part in (head, source_mod.search_body(body)))
         params = [(k, v) for k, v in request.query_params.multi_items() if k in MSEARCH_PARAMS]
         resp = await ps.engine.send("POST", "/_msearch", params=params or None, content=ndjson)
         data = resp.json()
@@ -380,8 +380,8 @@ async def msearch_endpoint(request: Request) -> Response:
             for i, _, _ in engine_items:
                 responses[i] = item
             return
-        for (i, _, _), item in zip(engine_items, data["responses"]):
-            responses[i] = source_mod.hide(item)
+        for (i, _, body), item in zip(engine_items, data["responses"]):
+            responses[i] = source_mod.hide(item, source_mod.fields_rule(body))
 
     async def service_part() -> None:
         for (i, _), item in zip(service_jobs, await asyncio.gather(*(job for _, job in service_jobs))):
@@ -503,17 +503,19 @@ async def passthrough(request: Request) -> Response:
     params = list(request.query_params.multi_items())
     documents = source_mod.carries_source(path)
     fmt = search_mod.SearchOptions()
+    rule = None
     if documents:
-        body = source_mod.engine_request_body(path, body)
         fmt.filter_path = next((v for k, v in params if k == "filter_path"), None)
         fmt.pretty = any(k == "pretty" and v in ("", "true") for k, v in params)
-        params = [(k, v) for k, v in source_mod.engine_url_params(params) if k != "filter_path"]
+        sent = source_mod.relay(path, body, params)
+        body, rule = sent.content, sent.fields
+        params = [(k, v) for k, v in sent.params if k != "filter_path"]
     resp = await ps.engine.send(request.method, path, params=params, content=body or None,
                                 headers=dict(request.headers))
     headers = {k: v for k, v in resp.headers.items()
                if k.lower() in ("content-type", "warning", "location")}
     if documents and request.method != "HEAD" and resp.content:
-        hidden = source_mod.hide_answer(path, resp.content)
+        hidden = source_mod.hide_answer(path, resp.content, rule)
         is_json = resp.headers.get("content-type", "").startswith("application/json")
         if hidden is not None or (fmt.filter_path and is_json):
             answer = _json_answer(resp.json() if hidden is None else hidden, fmt, resp.status_code)

@@ -355,10 +355,12 @@ async def _fetch_page(ctx: SearchContext, req: SearchRequest, page: list[tuple[s
         elif ctx.query_texts and "highlight_query" not in highlight:
             highlight["highlight_query"] = {"multi_match": {"query": ctx.query_texts[0], "fields": ["*"]}}
         fetch["highlight"] = highlight
+    rule = source_mod.fields_rule({"fields": req.fields, "docvalue_fields": req.docvalue_fields,
+                                   "_source": req.source})
     t0 = time.perf_counter()
-    resp = await ctx.search(fetch)
+    resp = await ctx.search(source_mod.with_keys(fetch, rule))
     ctx.stages.append({"stage": "fetch", "took_ms": round((time.perf_counter() - t0) * 1000, 2), "hits": len(ids)})
-    by_id = {h["_id"]: h for h in source_mod.hide(resp["hits"]["hits"])}
+    by_id = {h["_id"]: h for h in source_mod.hide(resp, rule)["hits"]["hits"]}
     hits = []
     for doc_id, score in page:
         hit = by_id.get(doc_id)

@@ -18,8 +18,10 @@ The stored document (derived fields included) is answered, filtered as asked, wh
 names a vector field in its includes (``_source_includes=embedding,lang``, as Elasticsearch 9
 answers an excluded vector that is explicitly included) or sets Elasticsearch 9's
 ``_source.exclude_vectors: false`` / ``_source_exclude_vectors=false``.  ``fields``,
-``docvalue_fields`` and ``stored_fields`` read the index (``lang``, ``model.dense``,
-``semantic_id``, ...) and are left as they are.
+``docvalue_fields`` and ``stored_fields`` read the index: a field named there (``lang``,
+``model.dense``, ``semantic_id``, ...) is answered as the engine has it, while a wildcard
+(``fields: ["*"]``, Kibana's Discover) answers only the client's own fields (:class:`FieldsRule`,
+from the record's ``polyseek.keys``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines.ingest.documents import (
+    DERIVED_ROOTS,
+    KEYS_KEY,
+    KEYS_PATH,
     MARK_PATH,
     SENT_PATH,
     SOURCE_NAMESPACE,
@@ -128,6 +133,49 @@ def from_params(items: list[tuple[str, str]]) -> SourceSpec | None:
     return out
 
 
+@dataclass
+class FieldsRule:
+    """How to answer the ``fields`` of hits when a request's ``fields``/``docvalue_fields`` hold a
+    wildcard: a field whose top-level name Polyseek derived, and the client did not send, is dropped
+    unless it is named exactly.  ``source_off``: ``_source`` was fetched only to read the record's
+    field names (the client asked for none)."""
+
+    explicit: frozenset[str]
+    source_off: bool = False
+
+    def filter(self, fields: dict[str, Any], sent_keys: set[str]) -> dict[str, Any]:
+        """``fields`` of one hit without what the wildcard matched among the derived fields."""
+        return {k: v for k, v in fields.items() if k in self.explicit or k.split(".")[0] not in DERIVED_ROOTS
+                or k.split(".")[0] in sent_keys}
+
+
+def _field_names(value: Any) -> list[str]:
+    items = value if isinstance(value, list) else [value] if value is not None else []
+    names = [i.get("field") if isinstance(i, dict) else i for i in items]
+    return [n for n in names if isinstance(n, str)]
+
+
+def fields_rule(body: dict[str, Any]) -> FieldsRule | None:
+    """The :class:`FieldsRule` of a search body (None when its ``fields``/``docvalue_fields`` name
+    fields without a wildcard, or there are none)."""
+    names = _field_names(body.get("fields")) + _field_names(body.get("docvalue_fields"))
+    if not any("*" in n for n in names):
+        return None
+    return FieldsRule(explicit=frozenset(n for n in names if "*" not in n), source_off=body.get("_source") is False)
+
+
+def with_keys(body: dict[str, Any], rule: FieldsRule | None) -> dict[str, Any]:
+    """An engine search body that also fetches the record's field names when ``rule`` needs them."""
+    if rule is None:
+        return body
+    value = body.get("_source", True)
+    if value is False:
+        return {**body, "_source": {"includes": [KEYS_PATH]}}
+    if isinstance(value, dict) and value.get("includes"):
+        return {**body, "_source": {**value, "includes": [*value["includes"], KEYS_PATH]}}
+    return body  # the whole record is fetched
+
+
 def _may_match_namespace(pattern: str) -> bool:
     return any(fnmatch.fnmatchcase(path, pattern) for path in (SOURCE_NAMESPACE, MARK_PATH, SENT_PATH))
 
@@ -197,8 +245,9 @@ def engine_url_params(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 def search_body(body: dict[str, Any]) -> dict[str, Any]:
     """A search body with every ``_source`` filter rewritten for the engine: the top level,
-    ``collapse.inner_hits`` and ``top_hits`` aggregations (URL parameters: :func:`engine_url_params`)."""
-    out = _with_source(dict(body))
+    ``collapse.inner_hits`` and ``top_hits`` aggregations (URL parameters: :func:`engine_url_params`),
+    and the record's field names fetched for a wildcard ``fields`` (:func:`fields_rule`)."""
+    out = with_keys(_with_source(dict(body)), fields_rule(body))
     collapse = out.get("collapse")
     if isinstance(collapse, dict) and collapse.get("inner_hits") is not None:
         inner = collapse["inner_hits"]
@@ -243,17 +292,33 @@ def client_view(stored: dict[str, Any]) -> dict[str, Any]:
     return stored if kept is None else kept
 
 
-def hide(data: Any) -> Any:
-    """``data`` (an engine answer) with every ``_source`` object replaced by its :func:`client_view`."""
+def hide(data: Any, rule: FieldsRule | None = None) -> Any:
+    """``data`` (an engine answer) with every ``_source`` object replaced by its :func:`client_view`;
+    under ``rule`` (the request's own), its hits' ``fields`` answered as :class:`FieldsRule` says."""
+    if rule is not None and isinstance(data, dict) and isinstance(data.get("hits"), dict):
+        for hit in data["hits"].get("hits") or []:
+            _apply_rule(hit, rule)
+    return _hide_sources(data)
+
+
+def _apply_rule(hit: dict[str, Any], rule: FieldsRule) -> None:
+    record = (hit.get("_source") or {}).get(SOURCE_NAMESPACE)
+    if isinstance(hit.get("fields"), dict) and isinstance(record, dict) and isinstance(record.get(KEYS_KEY), list):
+        hit["fields"] = rule.filter(hit["fields"], set(record[KEYS_KEY]))
+    if rule.source_off:
+        hit.pop("_source", None)
+
+
+def _hide_sources(data: Any) -> Any:
     if isinstance(data, dict):
         for key, value in data.items():
             if key == "_source" and isinstance(value, dict):
                 data[key] = client_view(value)
             else:
-                hide(value)
+                _hide_sources(value)
     elif isinstance(data, list):
         for value in data:
-            hide(value)
+            _hide_sources(value)
     return data
 
 
@@ -264,25 +329,43 @@ def _mget_body(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "docs": [_with_source(d) for d in docs]}
 
 
-def engine_request_body(path: str, content: bytes) -> bytes:
-    """A passed-through ``_search`` or ``_mget`` body with its ``_source`` filters rewritten for the
-    engine (other bodies, and ones that are not a JSON object, go as they came: the engine answers)."""
+@dataclass
+class Relay:
+    """A passed-through request as the service sends it to the engine, and the rule for the
+    ``fields`` of its answer."""
+
+    content: bytes
+    params: list[tuple[str, str]]
+    fields: FieldsRule | None = None
+
+
+def relay(path: str, content: bytes, params: list[tuple[str, str]]) -> Relay:
+    """A passed-through request with its ``_source`` filters rewritten for the engine: URL parameters
+    (:func:`engine_url_params`) and a ``_search`` or ``_mget`` body (other bodies, and ones that are
+    not a JSON object, go as they came: the engine answers them)."""
+    out = Relay(content, engine_url_params(params))
     search = SEARCH_PATH.fullmatch(path) is not None
     if not content.strip() or not (search or MGET_PATH.fullmatch(path)):
-        return content
+        return out
     try:
         body = json.loads(content)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return content
+        return out
     if not isinstance(body, dict):
-        return content
-    body = search_body(body) if search else _mget_body(body)
-    return json.dumps(body).encode("ascii")  # escapes keep any lone surrogate a client sent
+        return out
+    if search:
+        out.fields = fields_rule(body)
+        body = search_body(body)
+    else:
+        body = _mget_body(body)
+    out.content = json.dumps(body).encode("ascii")  # escapes keep any lone surrogate a client sent
+    return out
 
 
-def hide_answer(path: str, content: bytes) -> Any | None:
-    """An engine answer to ``path`` (JSON) with the client's documents in place of the stored ones;
-    None when it needs no change (no record in it, or not an answer that carries ``_source``)."""
+def hide_answer(path: str, content: bytes, rule: FieldsRule | None = None) -> Any | None:
+    """An engine answer to ``path`` (JSON) with the client's documents in place of the stored ones
+    (and ``fields`` under ``rule``); None when it needs no change (no record in it, or not an answer
+    that carries ``_source``)."""
     whole = WHOLE_SOURCE.fullmatch(path) is not None
     if f'"{SOURCE_NAMESPACE}"'.encode() not in content or not carries_source(path):
         return None
@@ -290,4 +373,4 @@ def hide_answer(path: str, content: bytes) -> Any | None:
         data = json.loads(content)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
-    return client_view(data) if whole and isinstance(data, dict) else hide(data)
+    return client_view(data) if whole and isinstance(data, dict) else hide(data, rule)

@@ -70,10 +70,10 @@ def engine_post(url: str, path: str, body: Any = None, params: Any = None) -> ht
     rewritten onto the kept document, each ``_source`` the document as sent (:mod:`service.source`)."""
     from service import source as source_mod
 
-    content = source_mod.engine_request_body(path, json.dumps(body if body is not None else {}).encode())
-    resp = httpx.post(url + path, content=content, params=source_mod.engine_url_params(list((params or {}).items())),
+    sent = source_mod.relay(path, json.dumps(body if body is not None else {}).encode(), list((params or {}).items()))
+    resp = httpx.post(url + path, content=sent.content, params=sent.params,
                       headers={"content-type": "application/json"}, timeout=120)
-    hidden = source_mod.hide_answer(path, resp.content)
+    hidden = source_mod.hide_answer(path, resp.content, sent.fields)
     return resp if hidden is None else httpx.Response(resp.status_code, json=hidden)
 
 
@@ -370,8 +370,12 @@ def engine_msearch(url: str, path: str, items: list[dict], params: Any = None) -
 
     bodies = [source_mod.search_body(item) if n % 2 else item for n, item in enumerate(items)]
     resp = msearch(url, path, bodies, params)
-    hidden = source_mod.hide_answer(path, resp.content)
-    return resp if hidden is None else httpx.Response(resp.status_code, json=hidden)
+    if b'"polyseek"' not in resp.content:
+        return resp
+    data = resp.json()
+    rules = [source_mod.fields_rule(item) for item in items[1::2]]
+    data["responses"] = [source_mod.hide(r, rule) for r, rule in zip(data["responses"], rules)]
+    return httpx.Response(resp.status_code, json=data)
 
 
 def test_msearch_engine_items_match_the_engine(catalog, svc, eng):

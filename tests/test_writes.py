@@ -315,6 +315,20 @@ def test_documents_polyseek_did_not_write_are_answered_as_stored(svc, engine, in
         engine.delete_index(index_name)
 
 
+@pytest.mark.parametrize("query", [{"match_all": {}}, {"hybrid": {"query": "hose"}}], ids=["engine", "hybrid"])
+def test_wildcard_fields_answer_the_clients_fields(as_sent, query):
+    """``fields: ["*"]`` (as Kibana's Discover asks) answers the fields the client sent, not what Polyseek
+    derived; a derived field named exactly (``docvalue_fields: ["lang"]``) is answered."""
+    es, index, sent = as_sent
+    for source in (False, True):
+        resp = es.search(index=index, query=query, fields=["*"], docvalue_fields=["lang"], source=source, size=10)
+        for hit in resp["hits"]["hits"]:
+            roots = {k.split(".")[0] for k in hit["fields"]}
+            assert roots <= set(sent[hit["_id"]]) | {"lang"}, hit["fields"]
+            assert {"title"} <= roots and hit["fields"]["lang"]
+            assert ("_source" in hit) is source and hit.get("_source", sent[hit["_id"]]) == sent[hit["_id"]]
+
+
 def test_derived_fields_on_request(as_sent):
     """Named vector fields (as Elasticsearch 9 answers them), ``exclude_vectors: false`` and
     ``docvalue_fields`` give what Polyseek derived."""

@@ -33,9 +33,14 @@ DERIVED_FIELDS = (*VECTOR_FIELDS, "model", "embedding_truncated", "embedding_chu
 SOURCE_NAMESPACE = "polyseek"
 SENT_KEY = "source"  # polyseek.source: the document as sent
 MARK_KEY = "v"  # polyseek.v: always present, so that a filtered _source still shows it was kept
+KEYS_KEY = "keys"  # polyseek.keys: the sent document's top-level field names
 SENT_PATH = f"{SOURCE_NAMESPACE}.{SENT_KEY}"
 MARK_PATH = f"{SOURCE_NAMESPACE}.{MARK_KEY}"
+KEYS_PATH = f"{SOURCE_NAMESPACE}.{KEYS_KEY}"
 PER_LANGUAGE_FIELDS = ("title", "description")  # copied into <field>_<lang> for that language's analyzer
+# every top-level name Polyseek may write beside (or over) the client's own fields
+DERIVED_ROOTS = frozenset({*DERIVED_FIELDS, SOURCE_NAMESPACE, "id", "lang",
+                           *(f"{f}_{lang}" for f in PER_LANGUAGE_FIELDS for lang in ANALYZED_LANGUAGES)})
 
 
 class DocumentError(ValueError):
@@ -149,7 +154,8 @@ def engine_source(product: Product, vector: list[float], sparse: dict[str, float
     src["embedding_chunks"] = 1 + len(chunks or [])
     src["embedding_truncated"] = truncated
     src["ingested_at"] = datetime.now(timezone.utc).isoformat()
-    src[SOURCE_NAMESPACE] = {MARK_KEY: 1, SENT_KEY: product.source if product.sent is None else product.sent}
+    sent = product.source if product.sent is None else product.sent
+    src[SOURCE_NAMESPACE] = {MARK_KEY: 1, KEYS_KEY: list(sent), SENT_KEY: sent}
     return src
 
 
