@@ -367,7 +367,8 @@ def hide_answer(path: str, content: bytes, rule: FieldsRule | None = None) -> An
     (and ``fields`` under ``rule``); None when it needs no change (no record in it, or not an answer
     that carries ``_source``)."""
     whole = WHOLE_SOURCE.fullmatch(path) is not None
-    if f'"{SOURCE_NAMESPACE}"'.encode() not in content or not carries_source(path):
+    holds_record = f'"{SOURCE_NAMESPACE}"'.encode() in content
+    if not carries_source(path) or not (holds_record or (rule is not None and rule.source_off)):
         return None
     try:
         data = json.loads(content)

@@ -311,6 +311,9 @@ def test_documents_polyseek_did_not_write_are_answered_as_stored(svc, engine, in
             "lang": "xx", "nested": {"a": 1}}
         hits = httpx.post(f"{svc}/{index_name}/_search", json={"_source": {"excludes": ["nested.*", "id"]}}).json()
         assert hits["hits"]["hits"][0]["_source"] == {"embedding": [0.5, 1.5], "lang": "xx", "nested": {}}
+        hit = httpx.post(f"{svc}/{index_name}/_search", json={"_source": False, "fields": ["*"]}).json()
+        hit = hit["hits"]["hits"][0]
+        assert "_source" not in hit and {"lang", "id", "nested.a"} <= set(hit["fields"])
     finally:
         engine.delete_index(index_name)
 
