@@ -113,7 +113,8 @@ class Polyseek:
                 "rerank": bool(s.reranker_model), "rerank_field": s.rerank_field, "rerank_window": s.rerank_window,
                 "sparse": self.dense(model).has_sparse, "fusion": s.hybrid_fusion, "weights": s.hybrid_weights,
                 "normalizer": s.hybrid_normalizer, "gate_k": s.hybrid_gate_k,
-                "within_knn": s.hybrid_within_knn, "exact_field": s.hybrid_exact_field}
+                "within_knn": s.hybrid_within_knn, "exact_field": s.hybrid_exact_field,
+                "num_candidates": s.hybrid_num_candidates}
 
     async def index_model(self, index: str) -> str | None:
         """The dense model the index records in its mapping (read per search: after a reindex

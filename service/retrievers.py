@@ -505,7 +505,8 @@ def expand_hybrid(spec: dict, defaults: dict[str, Any]) -> dict:
     leaves: dict[str, dict] = {
         "bm25": {"standard": {"query": {"multi_match": {"query": text, "type": "best_fields",
                                                         "fields": spec.get("fields", defaults["fields"])}}}},
-        "knn": {"knn": {"field": VECTOR_FIELD, "k": window, "num_candidates": max(window, 100),
+        "knn": {"knn": {"field": VECTOR_FIELD, "k": window,
+                        "num_candidates": max(window, int(defaults.get("num_candidates", 100))),
                         "query_vector_builder": {"text_embedding": {"model_text": text}}}},
     }
     if spec.get("sparse", defaults["sparse"]):
