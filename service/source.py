@@ -184,6 +184,10 @@ def for_engine(flt: SourceSpec) -> SourceSpec:
     """The filter to send to the engine for a client's filter (see the module's docstring)."""
     if flt.wants_stored:
         includes = flt.includes
+        if includes is None and flt.exclude_vectors is False:
+            # the whole stored document, vectors named: Elasticsearch 9 leaves vectors out of `_source`
+            # unless included by name (OpenSearch has no `exclude_vectors` to forward and answers them anyway)
+            includes = ["*", *VECTOR_FIELDS]
         named = any(p.split(".")[0] == SOURCE_NAMESPACE for p in includes or [])
         excludes = [*(flt.excludes or []), *([] if named else [SOURCE_NAMESPACE])]
         return SourceSpec(fetch=flt.fetch, includes=includes, excludes=excludes)
