@@ -137,8 +137,11 @@ def _content_type(path: str) -> str:
 
 
 def encode_json(value: Any) -> bytes:
-    """A JSON body as the engine gets it (UTF-8, non-ASCII kept)."""
-    return json.dumps(value, ensure_ascii=False).encode("utf-8")
+    """A JSON body as the engine gets it: compact UTF-8, or ASCII escapes where the text holds lone surrogates."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode("ascii")
 
 
 class _EngineBase:
@@ -158,8 +161,8 @@ class _EngineBase:
         self.connections = connections
 
     def _node_config(self) -> NodeConfig:
-        return url_to_node_config(self.url, use_default_ports_for_scheme=True).replace(request_timeout=self.timeout_s,
-                                                    connections_per_node=self.connections)
+        config = url_to_node_config(self.url, use_default_ports_for_scheme=True)
+        return config.replace(request_timeout=self.timeout_s, connections_per_node=self.connections)
 
     def _transport_kwargs(self) -> dict[str, Any]:
         return {"max_retries": self.max_retries, "retry_on_status": RETRY_ON_STATUS, "retry_on_timeout": False,
@@ -180,8 +183,6 @@ class _EngineBase:
     def _prepare(self, method: str, path: str, params: Params, content: bytes | None, json_body: Any,
                  headers: Mapping[str, str] | None, timeout_s: float | None) -> tuple[str, dict[str, Any]]:
         """The target and the keyword arguments of ``perform_request``; refuses while the circuit is open."""
-        if self.breaker is not None and not self.breaker.acquire():
-            raise CircuitOpen(503, "circuit_breaking_exception", "engine unavailable (circuit open); retry later")
         out_headers = HttpHeaders(headers or {})
         body = encode_json(json_body) if json_body is not None else content
         if body is not None:
@@ -189,7 +190,10 @@ class _EngineBase:
         kw: dict[str, Any] = {"body": body, "headers": out_headers, "max_retries": self.max_retries}
         if timeout_s is not None:
             kw["request_timeout"] = timeout_s
-        return _target(path, params), kw
+        target = _target(path, params)
+        if self.breaker is not None and not self.breaker.acquire():  # last: a claimed probe is always sent
+            raise CircuitOpen(503, "circuit_breaking_exception", "engine unavailable (circuit open); retry later")
+        return target, kw
 
     def _failed(self, method: str, path: str, exc: BaseException) -> BaseException:
         """What a request that got no answer raises: a timeout (not a breaker failure), the engine
