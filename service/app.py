@@ -32,7 +32,7 @@ from pipelines.encoders.dense import TextEncoder, open_encoder
 from pipelines.engine.breaker import CircuitBreaker
 from pipelines.engine.client import EngineClient
 from pipelines.engine.dialect import dialect_for, load_template, models_of
-from pipelines.engine.errors import ApiError, EngineError
+from pipelines.engine.errors import ApiError, EngineError, from_response
 from pipelines.engine.transport import AsyncEngine
 from pipelines.ingest.documents import detect_language
 from pipelines.settings import Settings, get_settings
@@ -269,7 +269,7 @@ async def feedback_endpoint(request: Request) -> Response:
 
     async def searches() -> list[dict[str, Any]]:
         resp = await ps.engine.request("POST", f"/{log_index}/_search", json_body=lookup,
-                                    params={"ignore_unavailable": "true"})
+                                       params={"ignore_unavailable": "true"})
         return [h["_source"] for h in resp.json().get("hits", {}).get("hits", [])]
 
     try:
@@ -279,7 +279,7 @@ async def feedback_endpoint(request: Request) -> Response:
         docs = feedback.feedback_documents(events, await searches())
     lines = b"".join(_json_bytes({"index": {}}) + b"\n" + _json_bytes(d) + b"\n" for d in docs)
     resp = await ps.engine.request("POST", f"/{ps.settings.feedback_index}/_bulk", content=lines,
-                                params={"refresh": request.query_params.get("refresh", "false")})
+                                   params={"refresh": request.query_params.get("refresh", "false")})
     result = resp.json()
     if result.get("errors"):
         raise SearchError(500, "exception", "feedback not stored: " + json.dumps(result["items"][0])[:300])
@@ -393,9 +393,8 @@ async def msearch_endpoint(request: Request) -> Response:
         params = [(k, v) for k, v in request.query_params.multi_items() if k in MSEARCH_PARAMS]
         resp = await ps.engine.request("POST", "/_msearch", params=params or None, content=ndjson)
         data = resp.json()
-        if resp.status >= 400 or "responses" not in data:
-            err = data.get("error", {}) if isinstance(data, dict) else {}
-            item = error_body(resp.status, err.get("type", "engine_exception"), err.get("reason", str(data)))
+        if resp.status >= 400 or not isinstance(data, dict) or "responses" not in data:
+            item = from_response(resp.status, data).to_body()
             for i, _, _ in engine_items:
                 responses[i] = item
             return

@@ -2,9 +2,10 @@
 
 :class:`AsyncEngine` is the service's (httpx, asyncio); :class:`Engine` is its thin synchronous face
 for the CLI, the ingest workers and the launcher (urllib3, elastic-transport's default node). Both
-share everything but the ``await``: the node pool, retries with backoff on connection errors and on
-429/502/503/504 (elastic-transport's), one :class:`~pipelines.engine.breaker.CircuitBreaker` per
-lane, and one mapping of failures to :mod:`pipelines.engine.errors`.
+share everything but the ``await`` (:class:`_EngineBase`): elastic-transport's node pool and its
+retries on connection errors and on 429/502/503/504 (with backoff from elastic-transport 9 on; 8.x,
+which elasticsearch-py 8 pins, retries at once), one :class:`~pipelines.engine.breaker.CircuitBreaker`
+per lane, and one mapping of failures to :mod:`pipelines.engine.errors`.
 
 Bodies travel as bytes both ways: the serializers are replaced by a raw pass-through, so the
 query service relays what the engine answered byte for byte (any content type, NDJSON, HEAD),
@@ -12,6 +13,8 @@ and :meth:`EngineResponse.json` parses when a caller wants JSON.
 
 What elastic-transport does not do, and the shims here add:
 
+* raw bodies: its serializers encode requests and decode answers by content type (and refuse types
+  they do not know, e.g. ``application/yaml``); :class:`_RawSerializers` makes every type bytes;
 * a timeout that bounds the engine's answer, not the wait for a pooled connection (its httpx node
   gives httpx one number for both; under a burst of clients requests queue for the pool as they
   would in the engine's search queue, and a pool timeout would fail them as if the engine were slow);
@@ -37,10 +40,11 @@ from elastic_transport import (
     HttpxAsyncHttpNode,
     NodeConfig,
     SerializationError,
+    Serializer,
+    SerializerCollection,
     Transport,
     Urllib3HttpNode,
 )
-from elastic_transport._serializer import Serializer, SerializerCollection
 from elastic_transport.client_utils import url_to_node_config
 
 from pipelines.engine.breaker import CircuitBreaker
