@@ -173,6 +173,24 @@ def test_half_open_sends_one_probe_while_concurrent_callers_are_refused():
     asyncio.run(run())
 
 
+def test_a_cancelled_probe_frees_the_slot():
+    async def run() -> None:
+        clock = Clock()
+        async with FakeEngine(answer(200, b"{}", delay=5.0)) as url:
+            engine = AsyncEngine(url, breaker=CircuitBreaker(threshold=1, reset_s=10, clock=clock))
+            engine.breaker.failure()
+            clock.now = 10
+            probe = asyncio.create_task(engine.request("GET", "/"))
+            await asyncio.sleep(0.1)
+            assert not engine.breaker.acquire()  # the probe holds the slot
+            probe.cancel()  # the client went away
+            with pytest.raises(asyncio.CancelledError):
+                await probe
+            await engine.close()
+        assert engine.breaker.state is State.HALF_OPEN and engine.breaker.acquire()
+    asyncio.run(run())
+
+
 def test_a_timeout_is_not_a_breaker_failure_and_a_503_answer_is():
     async def run() -> None:
         async with FakeEngine(answer(200, b"{}", delay=1.0)) as url:

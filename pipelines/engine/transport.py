@@ -28,7 +28,7 @@ import inspect
 import json
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, NoReturn, Self
 from urllib.parse import urlencode
 
 import httpx
@@ -199,18 +199,18 @@ class _EngineBase:
             raise CircuitOpen(503, "circuit_breaking_exception", "engine unavailable (circuit open); retry later")
         return target, kw
 
-    def _failed(self, method: str, path: str, exc: BaseException) -> BaseException:
-        """What a request that got no answer raises: a timeout (not a breaker failure), the engine
-        away after the retries (one breaker failure), or anything else as it is (the probe freed)."""
+    def _raise_failure(self, method: str, path: str, exc: BaseException) -> NoReturn:
+        """Raise for a request that got no answer: a timeout (not a breaker failure), the engine away
+        after the retries (one breaker failure), or anything else as it is (a claimed probe freed)."""
         if isinstance(exc, ConnectionTimeout):
             self._release()
-            return EngineTimeout(504, "timeout_exception", f"engine did not answer {method} {path} in time")
+            raise EngineTimeout(504, "timeout_exception", f"engine did not answer {method} {path} in time") from exc
         if isinstance(exc, ConnectionError):
             if self.breaker is not None:
                 self.breaker.failure()
-            return EngineUnavailable(503, "unavailable_engine_exception", f"engine unavailable: {exc!r}")
+            raise EngineUnavailable(503, "unavailable_engine_exception", f"engine unavailable: {exc!r}") from exc
         self._release()
-        return exc
+        raise exc
 
     def _answered(self, meta: Any, body: bytes | None) -> EngineResponse:
         if self.breaker is not None:
@@ -226,7 +226,7 @@ class _EngineBase:
 
     @staticmethod
     def _data(resp: EngineResponse, ok_statuses: Collection[int]) -> Any:
-        """The parsed body; engine errors (other than ``ok_statuses``) raised as :mod:`errors <pipelines.engine.errors>`."""
+        """The parsed body; engine errors (other than ``ok_statuses``) raised as :mod:`pipelines.engine.errors`."""
         try:
             data = resp.json()
         except ValueError:
@@ -255,11 +255,8 @@ class AsyncEngine(_EngineBase):
         target, kw = self._prepare(method, path, params, content, json_body, headers, timeout_s)
         try:
             meta, body = await self._transport.perform_request(method, target, **kw)
-        except BaseException as exc:  # cancelled too: a probe must not stay claimed
-            failure = self._failed(method, path, exc)
-            if failure is exc:
-                raise
-            raise failure from exc
+        except BaseException as exc:  # cancelled too: a claimed probe must be freed
+            self._raise_failure(method, path, exc)
         return self._answered(meta, body)
 
     async def json(self, method: str, path: str, body: Any = None, *, params: Params = None,
@@ -289,11 +286,8 @@ class Engine(_EngineBase):
         target, kw = self._prepare(method, path, params, content, json_body, headers, timeout_s)
         try:
             meta, body = self._transport.perform_request(method, target, **kw)
-        except BaseException as exc:
-            failure = self._failed(method, path, exc)
-            if failure is exc:
-                raise
-            raise failure from exc
+        except BaseException as exc:  # cancelled too: a claimed probe must be freed
+            self._raise_failure(method, path, exc)
         return self._answered(meta, body)
 
     def json(self, method: str, path: str, body: Any = None, *, params: Params = None,
