@@ -9,7 +9,7 @@ dialects share are written here, with the dialect for what differs.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,6 +122,20 @@ class EngineClient:
             results.append(BulkItemResult(id=action.get("_id"), status=action.get("status", 500),
                                           result=action.get("result"), error=action.get("error")))
         return results
+
+    def scan(self, index: str, body: Body, scroll: str = "5m") -> Iterator[list[Body]]:
+        """Every hit of ``body`` on ``index``, a page (``body["size"]`` hits) at a time, with a scroll
+        that is cleared however the caller stops (elasticsearch-py's ``helpers.scan``, by page)."""
+        resp = self.request("POST", f"/{index}/_search", params={"scroll": scroll}, json_body=body)
+        scroll_id = resp.get("_scroll_id")
+        try:
+            while resp["hits"]["hits"]:
+                yield resp["hits"]["hits"]
+                resp = self.request("POST", "/_search/scroll", json_body={"scroll": scroll, "scroll_id": scroll_id})
+                scroll_id = resp.get("_scroll_id", scroll_id)
+        finally:
+            if scroll_id:
+                self.request("DELETE", "/_search/scroll", json_body={"scroll_id": scroll_id}, ok_statuses=(404,))
 
     def search(self, index: str, body: Body) -> Body:
         return self.request("POST", f"/{index}/_search", json_body=body)
