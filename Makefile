@@ -32,7 +32,7 @@ services: sysdeps venv  ## local OpenSearch 3.6.0 on :9200 and redis on :6379
 	$(POLYSEEK) engine start
 	$(POLYSEEK) broker start
 
-models: venv services  ## multilingual-e5-small + the shipped adapter (polyseek-e5-small): import, merge, export, quantize
+models: venv services  ## multilingual-e5-small + the shipped adapters (polyseek-e5-small, polyseek-reranker): import, merge, export, quantize
 	$(POLYSEEK) models build
 
 # the service must work unmodified with the 8.x client too: its suite runs again with 8.x first on the path

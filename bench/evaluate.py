@@ -29,8 +29,13 @@ def _bm25(text: str, fields: list[str]) -> dict:
     return {"standard": {"query": {"multi_match": {"query": text, "fields": fields}}}}
 
 
+# the kNN leaf's beam, as the hybrid shorthand's (settings.hybrid_num_candidates): kNN alone and inside the
+# hybrid search the same candidates, so that "hybrid vs kNN" compares fusion, not HNSW recall
+KNN_CANDIDATES = 1000
+
+
 def _knn(text: str) -> dict:
-    return {"knn": {"field": "embedding", "k": WINDOW, "num_candidates": 200,
+    return {"knn": {"field": "embedding", "k": WINDOW, "num_candidates": KNN_CANDIDATES,
                     "query_vector_builder": {"text_embedding": {"model_text": text}}}}
 
 
@@ -50,7 +55,7 @@ def engine_score_sum(fields: list[str], embed: Callable[[str], list[float]], dia
     ``bool`` + ``knn`` query; no plugin, no normalisation).  The vector comes from ``embed`` (the
     index's model, in the evaluating process) and the request passes through the service unchanged."""
     def body(text: str) -> dict:
-        knn = dialect.knn_query("embedding", embed(text), WINDOW, 200)
+        knn = dialect.knn_query("embedding", embed(text), WINDOW, KNN_CANDIDATES)
         return {"query": {"bool": {"should": [{"multi_match": {"query": text, "fields": fields}}, knn]}}}
 
     return Method("engine score-sum", body)

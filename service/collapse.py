@@ -28,7 +28,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.ingest.documents import VECTOR_FIELDS, detect_language
+from pipelines.ingest.documents import detect_language
+from service import source as source_mod
 from service.errors import bad_request
 from service.retrievers import SearchContext
 
@@ -134,7 +135,8 @@ async def group(ctx: SearchContext, spec: Collapse, ranked: list[tuple[str, floa
 
 async def inner_hits(ctx: SearchContext, spec: Collapse, page: list[Group], post_filter: Any,
                      default_source: Any) -> dict[str, dict[str, Any]]:
-    """Per representative id, its ``inner_hits`` (one entry per ``collapse.inner_hits``)."""
+    """Per representative id, its ``inner_hits`` (one entry per ``collapse.inner_hits``);
+    ``default_source``: the request's ``_source`` as the client gave it (None: not given)."""
     inner = spec.inner
     if not inner or not page:
         return {}
@@ -148,13 +150,16 @@ async def inner_hits(ctx: SearchContext, spec: Collapse, page: list[Group], post
     sources = [i.source if i.source is not None else default_source for i in inner]
     uniform = all(s == sources[0] for s in sources)
     body = {"query": {"bool": {"filter": [*clauses, {"bool": {"should": match, "minimum_should_match": 1}}]}},
-            "size": MAX_INNER_DOCS, "docvalue_fields": [spec.field], "track_total_hits": False,
-            "_source": sources[0] if uniform else {"excludes": list(VECTOR_FIELDS)}}
+            "size": MAX_INNER_DOCS, "docvalue_fields": [spec.field, "lang"], "track_total_hits": False,
+            "_source": source_mod.fetch_value(sources[0] if uniform else None)}
     t0 = time.perf_counter()
     resp = await ctx.search(body)
     by_value: dict[Any, list[dict]] = {}
-    for h in resp["hits"]["hits"]:
-        value = ((h.pop("fields", None) or {}).get(spec.field) or [None])[0]
+    lang_of: dict[str, str] = {}
+    for h in source_mod.hide(resp["hits"]["hits"]):
+        fields = h.pop("fields", None) or {}
+        value = (fields.get(spec.field) or [None])[0]
+        lang_of[h["_id"]] = str((fields.get("lang") or [None])[0])
         by_value.setdefault(value, []).append(h)
     ctx.stages.append({"stage": "inner_hits", "took_ms": round((time.perf_counter() - t0) * 1000, 2),
                        "hits": len(resp["hits"]["hits"])})
@@ -163,7 +168,7 @@ async def inner_hits(ctx: SearchContext, spec: Collapse, page: list[Group], post
         fused = dict(g.members)
         order = {d: n for n, (d, _) in enumerate(g.members)}
         members = sorted(by_value.get(g.value, []), key=lambda h: (
-            order.get(h["_id"], len(order)), str(h.get("_source", {}).get("lang")), h["_id"]))
+            order.get(h["_id"], len(order)), lang_of[h["_id"]], h["_id"]))
         for h in members:
             h["_score"] = fused.get(h["_id"])
         entry = {}

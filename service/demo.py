@@ -47,11 +47,12 @@ def main() -> int:
         print(f"\ningested {ok} of {len(docs)} products through the queue ({len(errors)} errors)")
         for lang, text in QUERIES:
             resp = es.search(index=INDEX, query={"hybrid": {"query": text}}, size=5,
-                             source=["title", "lang", "price", "currency"])
+                             source=["title", "price", "currency"], docvalue_fields=["lang"])  # lang: detected
             print(f"\n[{lang}] {text}   ({resp['took']} ms)")
             for hit in resp["hits"]["hits"]:
                 s = hit["_source"]
-                print(f"  {hit['_score']:.4f}  [{s['lang']}] {s['title']}  {s.get('price')} {s.get('currency')}")
+                print(f"  {hit['_score']:.4f}  [{hit['fields']['lang'][0]}] {s['title']}  {s.get('price')} "
+                      f"{s.get('currency')}")
         resp = es.search(index=INDEX, retriever={"knn": {
             "field": "embedding", "k": 5, "num_candidates": 50, "filter": {"term": {"lang": "en"}},
             "query_vector_builder": {"text_embedding": {"model_text": "无线降噪耳机"}}}}, size=3, source=["title"])
@@ -80,14 +81,14 @@ def print_collapsed(es, settings) -> None:
     print(f"near-duplicates (same level-1 code, cosine centred per language >= {settings.near_duplicate_cosine}): "
           f"{len(pairs)} pairs, e.g. {pairs[0].ids} {pairs[0].cosine}" if pairs else "near-duplicates: none")
     for lang, text in QUERIES:
-        resp = es.search(index=INDEX, query={"hybrid": {"query": text}}, size=5, source=["title", "lang"],
+        resp = es.search(index=INDEX, query={"hybrid": {"query": text}}, size=5, source=["title", "market"],
                          collapse={"field": "semantic_id_l1", "inner_hits": {"name": "languages", "size": 10,
-                                                                              "_source": ["lang"]}})
+                                                                              "_source": ["market"]}})
         print(f"\n[{lang}] {text}   collapsed on semantic_id_l1 ({resp['took']} ms)")
-        for hit in resp["hits"]["hits"]:
+        for hit in resp["hits"]["hits"]:  # market: the catalog's own language field (answers are as sent)
             s = hit["_source"]
-            langs = [h["_source"]["lang"] for h in hit["inner_hits"]["languages"]["hits"]["hits"]]
-            print(f"  {hit['_score']:.4f}  [{s['lang']}] {s['title']}   ({' '.join(langs)})")
+            markets = [h["_source"]["market"] for h in hit["inner_hits"]["languages"]["hits"]["hits"]]
+            print(f"  {hit['_score']:.4f}  [{s['market']}] {s['title']}   ({' '.join(markets)})")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipelines.encoders.cross import rerank_fields, rerank_text
 from pipelines.engine.dialect import Dialect
 from pipelines.engine.errors import ApiError, from_response
 from pipelines.engine.transport import AsyncEngine
@@ -473,13 +474,8 @@ async def run(spec: dict, ctx: SearchContext, window: int, name: str | None = No
 
 async def fetch_texts(ctx: SearchContext, ids: list[str], field_name: str) -> dict[str, str]:
     """``field_name`` plus category and description (for context) of each id, for the reranker."""
-    fields = list(dict.fromkeys([field_name, "category", "description"]))
-    resp = await ctx.search({"query": {"ids": {"values": ids}}, "size": len(ids), "_source": fields})
-    out = {}
-    for hit in resp["hits"]["hits"]:
-        src = hit.get("_source", {})
-        out[hit["_id"]] = " . ".join(str(src[f]) for f in fields if src.get(f))
-    return out
+    resp = await ctx.search({"query": {"ids": {"values": ids}}, "size": len(ids), "_source": rerank_fields(field_name)})
+    return {hit["_id"]: rerank_text(hit.get("_source", {}), field_name) for hit in resp["hits"]["hits"]}
 
 
 LEXICAL_LEAVES = ("bm25", "sparse")  # gated by kNN's agreement; the exact-title leaf never is
@@ -509,7 +505,8 @@ def expand_hybrid(spec: dict, defaults: dict[str, Any]) -> dict:
     leaves: dict[str, dict] = {
         "bm25": {"standard": {"query": {"multi_match": {"query": text, "type": "best_fields",
                                                         "fields": spec.get("fields", defaults["fields"])}}}},
-        "knn": {"knn": {"field": VECTOR_FIELD, "k": window, "num_candidates": max(window, 100),
+        "knn": {"knn": {"field": VECTOR_FIELD, "k": window,
+                        "num_candidates": max(window, int(defaults.get("num_candidates", 100))),
                         "query_vector_builder": {"text_embedding": {"model_text": text}}}},
     }
     if spec.get("sparse", defaults["sparse"]):

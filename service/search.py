@@ -37,9 +37,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from starlette.datastructures import QueryParams
 
-from pipelines.ingest.documents import VECTOR_FIELDS
 from service import collapse as collapse_mod
 from service import retrievers
+from service import source as source_mod
 from service.errors import SearchError, bad_request
 from service.retrievers import MAX_WINDOW, Filter, Query, SearchContext
 
@@ -71,6 +71,7 @@ class SourceFilter(BaseModel):
     include: str | list[str] | None = None
     excludes: str | list[str] | None = None
     exclude: str | list[str] | None = None
+    exclude_vectors: bool | None = None  # Elasticsearch 9: false answers the stored document, vectors included
 
 
 SortItem = str | dict[str, Any]
@@ -332,9 +333,7 @@ async def total_hits(ctx: SearchContext, req: SearchRequest,
 
 
 def _source_param(req: SearchRequest) -> Any:
-    """The engine ``_source`` of the request's hits (vectors left out unless asked for)."""
-    if req.source is None:
-        return {"excludes": list(VECTOR_FIELDS)}
+    """The request's ``_source`` as the client gave it (None: not given)."""
     return req.source.model_dump(exclude_none=True) if isinstance(req.source, SourceFilter) else req.source
 
 
@@ -343,7 +342,8 @@ async def _fetch_page(ctx: SearchContext, req: SearchRequest, page: list[tuple[s
     if not page:
         return []
     ids = [d for d, _ in page]
-    fetch: dict[str, Any] = {"query": {"ids": {"values": ids}}, "size": len(ids), "_source": _source_param(req)}
+    fetch: dict[str, Any] = {"query": {"ids": {"values": ids}}, "size": len(ids),
+                             "_source": source_mod.fetch_value(_source_param(req))}
     for key in ("fields", "stored_fields", "docvalue_fields", "version", "seq_no_primary_term"):
         value = getattr(req, key)
         if value is not None and not (key == "stored_fields" and _no_stored_fields(req)):
@@ -355,10 +355,12 @@ async def _fetch_page(ctx: SearchContext, req: SearchRequest, page: list[tuple[s
         elif ctx.query_texts and "highlight_query" not in highlight:
             highlight["highlight_query"] = {"multi_match": {"query": ctx.query_texts[0], "fields": ["*"]}}
         fetch["highlight"] = highlight
+    rule = source_mod.fields_rule({"fields": req.fields, "docvalue_fields": req.docvalue_fields,
+                                   "_source": req.source})
     t0 = time.perf_counter()
-    resp = await ctx.search(fetch)
+    resp = await ctx.search(source_mod.with_keys(fetch, rule))
     ctx.stages.append({"stage": "fetch", "took_ms": round((time.perf_counter() - t0) * 1000, 2), "hits": len(ids)})
-    by_id = {h["_id"]: h for h in resp["hits"]["hits"]}
+    by_id = {h["_id"]: h for h in source_mod.hide(resp, rule)["hits"]["hits"]}
     hits = []
     for doc_id, score in page:
         hit = by_id.get(doc_id)
@@ -388,9 +390,9 @@ async def _aggregations(ctx: SearchContext, aggs: dict, req: SearchRequest, rank
     fused: Query = {"bool": {"filter": [{"ids": {"values": [d for d, _ in ranked]}}, *ctx.filters]}}
     query = fused if req.min_score is not None or ctx.score_cut or not ctx.lexical else {
         "bool": {"should": [*ctx.lexical, fused], "minimum_should_match": 1}}
-    body = {"size": 0, "query": query, "aggs": aggs, "track_total_hits": False}
+    body = {"size": 0, "query": query, "aggs": source_mod.engine_aggs(aggs), "track_total_hits": False}
     resp = await ctx.search(body, **({"typed_keys": "true"} if typed_keys else {}))
-    return resp.get("aggregations", {})
+    return source_mod.hide(resp.get("aggregations", {}))
 
 
 def explain(doc_id: str, score: float, ctx: SearchContext) -> dict:
@@ -449,20 +451,11 @@ def apply_url_params(body: dict[str, Any], params: QueryParams, path: str) -> tu
     """
     body = dict(body)
     opts = SearchOptions()
-    source_includes = source_excludes = None
-    fetch_source: bool | None = None
     for name, value in params.multi_items():
         if name in ("size", "from"):
             body[name] = _int_param(name, value)
-        elif name == "_source":
-            if value in ("true", "false", ""):
-                fetch_source = _bool_param(name, value)
-            else:
-                source_includes = _list_param(value)
-        elif name == "_source_includes":
-            source_includes = _list_param(value)
-        elif name == "_source_excludes":
-            source_excludes = _list_param(value)
+        elif name in source_mod.URL_PARAMS:
+            continue  # below, all together
         elif name == "track_total_hits":
             body[name] = _bool_param(name, value) if value in ("true", "false", "") else _int_param(name, value)
         elif name in ("explain", "version", "seq_no_primary_term", "track_scores"):
@@ -486,11 +479,9 @@ def apply_url_params(body: dict[str, Any], params: QueryParams, path: str) -> tu
         elif name not in FORMAT_PARAMS:
             raise bad_request(f"request [{path}] contains unsupported parameter: [{name}] (not supported for "
                               "searches with retrievers or hybrid queries)", "illegal_argument_exception")
-    if fetch_source is not None or source_includes is not None or source_excludes is not None:
-        if fetch_source is False:
-            body["_source"] = False
-        else:
-            body["_source"] = {"includes": source_includes or [], "excludes": source_excludes or []}
+    url_source = source_mod.from_params(params.multi_items())
+    if url_source is not None:
+        body["_source"] = source_mod.body_value(url_source)
     return (total_as_int_body(body) if opts.total_as_int else body), opts
 
 

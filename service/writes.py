@@ -30,6 +30,7 @@ from pipelines.ingest import api as ingest
 from pipelines.ingest.documents import (
     PER_LANGUAGE_FIELDS,
     DocumentError,
+    kept_source,
     merge_partial,
     user_source,
     validate,
@@ -421,15 +422,15 @@ def _segments(ops: list[BulkOp], positions: list[int]) -> list[list[int]]:
 
 
 def _doc_with_id(doc_id: str | None, source: Any) -> tuple[str, Any]:
-    """The document's id (given, else the document's ``id``, else a new one) and the document carrying it."""
+    """The document's id (given, else the document's own ``id``, else a new one) and the document
+    to validate: the client's own fields untouched, the id under ``_id`` (``validate`` takes it
+    from there and keeps the rest as the document sent)."""
     if not isinstance(source, dict):
         return doc_id or uuid.uuid4().hex, source
-    doc = dict(source)
-    if doc_id is not None:
-        doc["id"] = doc_id
-    elif doc.get("id") in (None, ""):
-        doc["id"] = uuid.uuid4().hex
-    return str(doc["id"]), doc
+    if doc_id is None:
+        own = source.get("id")
+        doc_id = uuid.uuid4().hex if own in (None, "") else str(own)
+    return doc_id, {**source, "_id": doc_id}
 
 
 @dataclass
@@ -558,8 +559,9 @@ def _plan_update(op: BulkOp, current: dict[str, Any], forced_refresh: bool) -> _
                            "result": "noop", **({"forced_refresh": True} if forced_refresh else {}),
                            "_shards": {"total": 1, "successful": 1, "failed": 0},
                            "_seq_no": current["_seq_no"], "_primary_term": current["_primary_term"], "status": 200}}
-    if "lang" not in body["doc"] and any(f in body["doc"] for f in PER_LANGUAGE_FIELDS):
-        merged.pop("lang", None)  # the text changed: detect its language again
+    if (kept_source(current.get("_source") or {}) is None and "lang" not in body["doc"]
+            and any(f in body["doc"] for f in PER_LANGUAGE_FIELDS)):
+        merged.pop("lang", None)  # a document from before the sent record: its lang may be derived, detect again
     from_read = "if_seq_no" not in carried
     if from_read:
         carried |= {"if_seq_no": current["_seq_no"], "if_primary_term": current["_primary_term"]}

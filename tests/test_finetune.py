@@ -9,7 +9,7 @@ import pytest
 
 from pipelines.encoders.dense import TextEncoder
 from pipelines.models import finetune as ft
-from pipelines.models.adapters import SHIPPED, adapter_sha256
+from pipelines.models.adapters import SHIPPED, SHIPPED_RERANKERS, adapter_sha256
 from pipelines.models.card import model_paths
 from pipelines.models.export import export_onnx, quantize_int8
 from pipelines.models.importer import import_model
@@ -90,9 +90,9 @@ def test_finetune_lora_end_to_end(tiny_base, tmp_path):
         assert not np.allclose(a, base_vecs, atol=1e-3)
 
 
-@pytest.mark.parametrize("name", sorted(SHIPPED))
+@pytest.mark.parametrize("name", sorted(SHIPPED) + sorted(SHIPPED_RERANKERS))
 def test_shipped_adapter_is_pinned(name):
-    shipped = SHIPPED[name]
+    shipped = {**SHIPPED, **SHIPPED_RERANKERS}[name]
     training = json.loads((shipped.adapter_dir / "training.json").read_text())
     config = json.loads((shipped.adapter_dir / "adapter_config.json").read_text())
     assert config["peft_type"] == "LORA" and config["r"] == training["config"]["lora_r"]

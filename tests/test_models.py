@@ -137,21 +137,66 @@ def test_e5_long_document_sparse_terms_cover_every_chunk(e5):
     assert last and all(out.sparse[0].get(t, 0.0) >= w - 1e-3 for t, w in last.items())  # max over chunks
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "google-product-taxonomy").exists(), reason="../shared/data not present")
-def test_reranker_trainer_runs_exports_and_scores(tiny, tmp_path):
-    """Two steps of the real trainer on the tiny backbone (the full run is `polyseek models train-reranker`)."""
-    from pipelines.encoders.cross import CrossEncoder
-    from pipelines.models.train_reranker import RerankerTrainConfig, train_reranker
+def test_mined_groups_put_relevant_first_and_skip_own_and_relevant_passages():
+    from pipelines.models.train_reranker import mine_groups
 
+    passages = [f"p{i}" for i in range(10)]
+    ranked = [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]]
+    groups = mine_groups(["q0", "q1"], passages, ranked, [{3: 2, 4: 1}, {0: 2, 1: 2}], exclude=[0, None],
+                         depth=4, group_size=5, seed=1)
+    first, second = groups
+    assert first.passages[:2] == ("p3", "p4") and first.grades == (2, 1, 0, 0, 0)
+    assert set(first.passages[2:]) <= {"p1", "p2", "p5", "p6"}  # the top 4 that are neither own nor relevant
+    assert second.passages[:2] == ("p0", "p1") and second.grades[:2] == (2, 2)
+    assert set(second.passages[2:]) <= {"p9", "p8", "p7", "p6"}
+
+
+def test_listwise_loss_prefers_the_graded_order():
+    import torch
+
+    from pipelines.models.train_reranker import listwise_loss
+
+    grades = torch.tensor([[2, 1, 0, 0]])
+    good, bad = torch.tensor([[5.0, 3.0, 0.0, 0.0]]), torch.tensor([[0.0, 0.0, 3.0, 5.0]])
+    assert float(listwise_loss(good, grades)) < float(listwise_loss(bad, grades))
+
+
+def test_reranker_trainer_adapter_exports_and_scores(tiny, tmp_path):
+    """Two steps of the real trainer on the tiny backbone; its shipped-style adapter rebuilds the same
+    cross-encoder, which exports to ONNX and int8 (the GPU run is `python -m bench.device_reranker train`)."""
+    import torch
+
+    from pipelines.encoders.cross import CrossEncoder
+    from pipelines.models.adapters import ShippedModel, adapter_sha256
+    from pipelines.models.build import build_reranker
+    from pipelines.models.train_reranker import (RankGroup, RerankerTrainConfig, open_tokenizer, pair_logits,
+                                                 read_groups, train_reranker, write_groups)
+
+    groups = [RankGroup(q, (q + " thirty meters", "office chair", "desk lamp"), (2, 0, 0))
+              for q in ("garden hose", "wireless headphones", "office chair", "desk lamp")]
+    write_groups(groups, tmp_path / "groups.jsonl.gz")
+    assert read_groups(tmp_path / "groups.jsonl.gz") == groups
     target = model_paths(tmp_path, "tiny-reranker")
-    cfg = RerankerTrainConfig(max_category_ids=24, max_ikea=8, max_length=32, max_steps=2)
-    stats = train_reranker(tiny, target, SHARED_DATA, cfg)
-    assert stats["steps"] == 2 and stats["examples"] == 32
+    cfg = RerankerTrainConfig(lora_r=4, lora_alpha=8, queries_per_step=2, group_size=3, max_length=32,
+                              max_steps=2, device="cpu")
+    stats, model, _ = train_reranker(tiny, target, groups, cfg, adapter_dir=tmp_path / "adapter", progress=False)
+    assert stats["steps"] == 2 and stats["groups"] == 4
     card = target.read_card()
     assert card.kind == "cross-encoder" and card.max_length == 32  # served at the length it was trained at
-    export_onnx(target)
-    quantize_int8(target)
-    scores = CrossEncoder(target, "int8").score("garden hose", ["garden hose thirty meters", "office chair"])
+    # as `make models` builds a shipped one: merged into its base (built first), exported, quantized, once
+    shipped = ShippedModel("tiny-reranker-shipped", tiny.root.name, "test", str(tmp_path / "adapter"))
+    rebuilt = build_reranker(model_paths(tiny.root.parent, shipped.name), shipped, log=lambda *_: None)
+    assert rebuilt.read_card().extra["adapter"]["sha256"] == adapter_sha256(tmp_path / "adapter")
+    assert rebuilt.read_card().max_length == 32
+    built_at = rebuilt.onnx_int8.stat().st_mtime
+    build_reranker(rebuilt, shipped, log=lambda *_: None)
+    assert rebuilt.onnx_int8.stat().st_mtime == built_at  # nothing stale: nothing redone
+    passages = ["garden hose thirty meters", "office chair"]
+    tok, pad_id = open_tokenizer(tiny, 32)
+    with torch.no_grad():
+        trained = pair_logits(model, tok, card, "garden hose", passages, pad_id).numpy()
+    np.testing.assert_allclose(CrossEncoder(rebuilt, "fp32").score("garden hose", passages), trained, atol=2e-2)
+    scores = CrossEncoder(rebuilt, "int8").score("garden hose", passages)
     assert scores.shape == (2,) and np.isfinite(scores).all()
 
 

@@ -65,6 +65,18 @@ def post(url: str, path: str, body: Any = None, params: Any = None) -> httpx.Res
     return httpx.post(url + path, json=body if body is not None else {}, params=params, timeout=120)
 
 
+def engine_post(url: str, path: str, body: Any = None, params: Any = None) -> httpx.Response:
+    """The engine's own answer as the service relays a search it passes through: ``_source`` filters
+    rewritten onto the kept document, each ``_source`` the document as sent (:mod:`service.source`)."""
+    from service import source as source_mod
+
+    sent = source_mod.relay(path, json.dumps(body if body is not None else {}).encode(), list((params or {}).items()))
+    resp = httpx.post(url + path, content=sent.content, params=sent.params,
+                      headers={"content-type": "application/json"}, timeout=120)
+    hidden = source_mod.hide_answer(path, resp.content, sent.fields)
+    return resp if hidden is None else httpx.Response(resp.status_code, json=hidden)
+
+
 def assert_es_error(resp: httpx.Response, status: int = 400, names: str | None = None) -> dict:
     """An answer in Elasticsearch's error shape (``root_cause``, ``type``, ``reason``, ``status``)."""
     assert resp.status_code == status, resp.text
@@ -122,7 +134,7 @@ URL_CASES = [
 @pytest.mark.parametrize("params", URL_CASES, ids=lambda p: "&".join(f"{k}={v}" for k, v in p.items()) or "none")
 def test_url_params_match_the_engine(catalog, svc, eng, params):
     body = {"_source": HIDE_VECTORS} if not any(k.startswith("_source") for k in params) else {}
-    direct = post(eng, f"/{catalog}/_search", {"query": MATCH, **body}, params)
+    direct = engine_post(eng, f"/{catalog}/_search", {"query": MATCH, **body}, params)
     served = post(svc, f"/{catalog}/_search", standard(MATCH, **body), params)
     assert served.status_code == direct.status_code == 200, served.text
     if "filter_path" in params:
@@ -146,7 +158,7 @@ BODY_CASES = [
 @pytest.mark.parametrize("extra", BODY_CASES, ids=lambda e: json.dumps(e, separators=(",", ":"))[:60])
 def test_body_keys_match_the_engine(catalog, svc, eng, extra):
     extra = {"_source": HIDE_VECTORS, **extra}
-    direct = post(eng, f"/{catalog}/_search", {"query": MATCH, **extra})
+    direct = engine_post(eng, f"/{catalog}/_search", {"query": MATCH, **extra})
     served = post(svc, f"/{catalog}/_search", standard(MATCH, **extra))
     assert served.status_code == direct.status_code == 200, served.text
     assert comparable(served.json()) == comparable(direct.json())
@@ -156,7 +168,7 @@ def test_body_keys_match_the_engine(catalog, svc, eng, extra):
 def test_typed_keys_and_total_as_int_match_the_engine(catalog, svc, eng, params):
     body = {"size": 2, "_source": False, "aggs": {"cats": {"terms": {"field": "category.raw"}},
                                                    "top": {"max": {"field": "price"}}}}
-    direct = post(eng, f"/{catalog}/_search", {"query": MATCH, **body}, params).json()
+    direct = engine_post(eng, f"/{catalog}/_search", {"query": MATCH, **body}, params).json()
     served = post(svc, f"/{catalog}/_search", standard(MATCH, **body), params).json()
     assert comparable(served) == comparable(direct)
     assert "sterms#cats" in served["aggregations"]
@@ -165,7 +177,7 @@ def test_typed_keys_and_total_as_int_match_the_engine(catalog, svc, eng, params)
 def test_rest_total_hits_as_int_rules_match_the_engine(catalog, svc, eng):
     params = {"rest_total_hits_as_int": "true"}
     for extra in ({"track_total_hits": False}, {"track_total_hits": 3}):
-        direct = post(eng, f"/{catalog}/_search", {"query": MATCH, **extra}, params)
+        direct = engine_post(eng, f"/{catalog}/_search", {"query": MATCH, **extra}, params)
         served = post(svc, f"/{catalog}/_search", standard(MATCH, **extra), params)
         assert served.status_code == direct.status_code
         if direct.status_code == 200:
@@ -179,7 +191,7 @@ def test_rest_total_hits_as_int_rules_match_the_engine(catalog, svc, eng):
 @pytest.mark.parametrize("extra", [{}, {"size": 2}, {"from": 2, "size": 2}, {"_source": ["title"]},
                                    {"track_total_hits": 1}, {"post_filter": {"range": {"price": {"gte": 100}}}}])
 def test_hybrid_bm25_only_is_the_multi_match(catalog, svc, eng, extra):
-    direct = post(eng, f"/{catalog}/_search", {"query": {"multi_match": {
+    direct = engine_post(eng, f"/{catalog}/_search", {"query": {"multi_match": {
         "query": "office chair", "type": "best_fields", "fields": FIELDS}}, "_source": HIDE_VECTORS, **extra}).json()
     served = post(svc, f"/{catalog}/_search", {"query": {"hybrid": BM25_ONLY}, "_source": HIDE_VECTORS,
                                                **extra}).json()
@@ -230,7 +242,7 @@ def test_url_params_on_hybrid(catalog, svc):
 
 
 def test_leaf_min_score_matches_the_engine(catalog, svc, eng):
-    direct = post(eng, f"/{catalog}/_search", {"query": MATCH, "min_score": 1.0, "_source": False}).json()
+    direct = engine_post(eng, f"/{catalog}/_search", {"query": MATCH, "min_score": 1.0, "_source": False}).json()
     served = post(svc, f"/{catalog}/_search", {"retriever": {"standard": {"query": MATCH, "min_score": 1.0}},
                                                "_source": False}).json()
     assert comparable(served) == comparable(direct)
@@ -322,7 +334,7 @@ def test_malformed_values_are_400_naming_the_key(catalog, svc, body, names):
 @pytest.mark.parametrize("query", [{"range": {"price": {"gte": "not a number"}}}, {"no_such_query": {}},
                                    {"match": {"title": {"query": "x", "bogus": 1}}}, {"term": "x"}])
 def test_query_dsl_errors_are_the_engines(catalog, svc, eng, query):
-    direct = post(eng, f"/{catalog}/_search", {"query": query})
+    direct = engine_post(eng, f"/{catalog}/_search", {"query": query})
     served = post(svc, f"/{catalog}/_search", standard(query))
     assert direct.status_code == 400
     assert assert_es_error(served, 400)["type"] == direct.json()["error"]["type"]
@@ -352,13 +364,27 @@ def msearch(url: str, path: str, items: list[dict], params: Any = None) -> httpx
                       headers={"content-type": "application/x-ndjson"})
 
 
+def engine_msearch(url: str, path: str, items: list[dict], params: Any = None) -> httpx.Response:
+    """:func:`msearch` straight to the engine, relayed as the service relays it (see :func:`engine_post`)."""
+    from service import source as source_mod
+
+    bodies = [source_mod.search_body(item) if n % 2 else item for n, item in enumerate(items)]
+    resp = msearch(url, path, bodies, params)
+    if b'"polyseek"' not in resp.content:
+        return resp
+    data = resp.json()
+    rules = [source_mod.fields_rule(item) for item in items[1::2]]
+    data["responses"] = [source_mod.hide(r, rule) for r, rule in zip(data["responses"], rules)]
+    return httpx.Response(resp.status_code, json=data)
+
+
 def test_msearch_engine_items_match_the_engine(catalog, svc, eng):
     items = [{"index": catalog},
              {"query": MATCH, "_source": False, "aggs": {"c": {"terms": {"field": "category.raw"}}}},
              {}, {"query": {"ids": {"values": ["chair-1"]}}, "_source": ["title"]},
              {"index": catalog}, {"query": {"match": {"title": "hose"}}, "size": 1}]
     params = {"typed_keys": "true", "rest_total_hits_as_int": "true"}
-    direct = msearch(eng, "/_msearch", items, params).json()["responses"]
+    direct = engine_msearch(eng, "/_msearch", items, params).json()["responses"]
     served = msearch(svc, "/_msearch", items, params).json()["responses"]
     assert [r["status"] for r in served] == [r["status"] for r in direct] == [200, 200, 200]
     assert [comparable(r) for r in served] == [comparable(r) for r in direct]

@@ -193,6 +193,160 @@ def test_elasticsearch_client_contract(svc, index_name, engine):
         engine.delete_index(index_name)
 
 
+# documents as clients send them: a user's own `id` differing from the _id, a `lang` that is not a
+# language code, a field named like a derived one (`model`), none of them, nested objects
+SENT = {
+    "1": {"id": "user-own-id", "lang": 7, "title": "Kabellose Kopfhörer mit Geräuschunterdrückung",
+          "description": "Bluetooth-Kopfhörer, 30 Stunden Akku.", "tags": ["audio", "bt"], "dims": {"w": 18}},
+    "2": {"title": "Garden hose 30 m", "price": 29.0},
+    "3": {"title": "Poêle antiadhésive 28 cm", "model": "X-200", "brand": "Lumière"},
+}
+
+
+@pytest.fixture(scope="module")
+def as_sent(svc, engine):
+    """An index written through the service with a stock client (index with and without ids,
+    a partial update); yields the client, the index and each document as its client last wrote it."""
+    from elasticsearch import Elasticsearch
+
+    es = Elasticsearch(svc, request_timeout=300)
+    index = f"test-{RUN}-as-sent"
+    for doc_id, doc in SENT.items():
+        es.index(index=index, id=doc_id, document=doc)
+    auto = es.index(index=index, document={"title": "Office chair"}, refresh=True)["_id"]
+    es.update(index=index, id="2", doc={"color": "green"}, refresh=True)
+    yield es, index, {**SENT, "2": {**SENT["2"], "color": "green"}, auto: {"title": "Office chair"}}
+    engine.delete_index(index)
+
+
+def _by_id(hits: list[dict]) -> dict[str, dict]:
+    return {h["_id"]: h["_source"] for h in hits}
+
+
+def _scroll_all(es, index: str) -> dict[str, dict]:
+    page = es.search(index=index, query={"match_all": {}}, size=1, scroll="1m", sort=["_doc"])
+    out = _by_id(page["hits"]["hits"])
+    while page["hits"]["hits"]:
+        page = es.scroll(scroll_id=page["_scroll_id"], scroll="1m")
+        out |= _by_id(page["hits"]["hits"])
+    es.clear_scroll(scroll_id=page["_scroll_id"])
+    return out
+
+
+MATCH_ALL_RETRIEVER = {"standard": {"query": {"match_all": {}}}}
+READ_PATHS = {  # each answers {id: _source} for every document of the index
+    "get": lambda es, i, ids: {d: es.get(index=i, id=d)["_source"] for d in ids},
+    "get_source": lambda es, i, ids: {d: es.get_source(index=i, id=d).body for d in ids},
+    "mget": lambda es, i, ids: _by_id(es.mget(index=i, ids=ids)["docs"]),
+    "search (passed through)": lambda es, i, ids: _by_id(es.search(index=i, query={"match_all": {}})["hits"]["hits"]),
+    "search (retriever, service-run)": lambda es, i, ids: _by_id(
+        es.search(index=i, retriever=MATCH_ALL_RETRIEVER)["hits"]["hits"]),
+    "msearch (engine and service items)": lambda es, i, ids: [_by_id(r["hits"]["hits"]) for r in es.msearch(searches=[
+        {"index": i}, {"query": {"match_all": {}}}, {"index": i}, {"retriever": MATCH_ALL_RETRIEVER}])["responses"]],
+    "scroll": lambda es, i, ids: _scroll_all(es, i),
+}
+
+
+@pytest.mark.parametrize("path", list(READ_PATHS))
+def test_source_is_what_the_client_sent(as_sent, path):
+    """Every read path answers the ``_source`` a stock client wrote: no ``id``, ``lang``,
+    ``title_<lang>``, vectors or provenance added; the client's own ``id``/``lang``/``model`` as sent."""
+    es, index, sent = as_sent
+    got = READ_PATHS[path](es, index, list(sent))
+    assert got == ([sent, sent] if path.startswith("msearch") else sent)
+
+
+def test_source_of_a_hybrid_search_is_what_was_sent(as_sent, engine):
+    es, index, sent = as_sent
+    stored = engine.request("GET", f"/{index}/_doc/1")["_source"]
+    assert stored["id"] == "1" and stored["lang"] == "de" and len(stored["embedding"]) == 384  # what searches read
+    hits = _by_id(es.search(index=index, query={"hybrid": {"query": "Kopfhörer"}}, size=10)["hits"]["hits"])
+    assert "1" in hits and hits == {k: sent[k] for k in hits}
+    collapsed = es.search(index=index, query={"hybrid": {"query": "hose"}}, collapse={
+        "field": "lang", "inner_hits": {"name": "same", "size": 5}})["hits"]["hits"]
+    assert all(h["_source"] == sent[h["_id"]] for c in collapsed for h in c["inner_hits"]["same"]["hits"]["hits"])
+
+
+@pytest.mark.parametrize("query", [{"match_all": {}}, {"hybrid": {"query": "hose"}}], ids=["engine", "hybrid"])
+def test_source_filters_apply_to_what_was_sent(as_sent, query):
+    """``_source`` includes/excludes (URL and body, ``top_hits``, ``_mget`` docs) filter the document
+    as sent: the client's own ``id``/``lang``/``model``, nothing derived."""
+    es, index, sent = as_sent
+    assert es.get(index=index, id="1", source_includes=["id", "lang"])["_source"] == {"id": "user-own-id", "lang": 7}
+    assert es.get(index=index, id="2", source_includes=["id", "lang"])["_source"] == {}
+    assert es.get(index=index, id="1", source_excludes=["tags", "dims.*"])["_source"] == {
+        k: v for k, v in sent["1"].items() if k != "tags"} | {"dims": {}}
+    assert "_source" not in es.get(index=index, id="1", source=False)
+    assert _by_id(es.mget(docs=[{"_index": index, "_id": "1", "_source": ["id", "lang"]}])["docs"]) == {
+        "1": {"id": "user-own-id", "lang": 7}}
+    hits = _by_id(es.search(index=index, query=query, source=["model", "lang"])["hits"]["hits"])
+    assert hits["3"] == {"model": "X-200"} and hits.get("2", {}) == {}
+    hits = _by_id(es.search(index=index, query=query, source_excludes=["title"])["hits"]["hits"])
+    assert hits["3"] == {"model": "X-200", "brand": "Lumière"}
+    top = es.search(index=index, query=query, size=0, aggs={
+        "top": {"top_hits": {"size": 10, "_source": ["id", "model"]}}})["aggregations"]["top"]
+    assert _by_id(top["hits"]["hits"])["3"] == {"model": "X-200"}
+
+
+def test_source_as_sent_under_filter_path_and_explain(as_sent, svc):
+    """``filter_path`` is applied to the answer as the client sees it; ``_explain`` answers the sent document."""
+    es, index, sent = as_sent
+    resp = httpx.get(f"{svc}/{index}/_doc/1", params={"filter_path": "_source.id,_source.lang,found"})
+    assert resp.json() == {"found": True, "_source": {"id": "user-own-id", "lang": 7}}
+    resp = httpx.post(f"{svc}/{index}/_search", params={"filter_path": "hits.hits._source.model"},
+                      json={"query": {"ids": {"values": ["3"]}}})
+    assert resp.json() == {"hits": {"hits": [{"_source": {"model": "X-200"}}]}}
+    resp = httpx.post(f"{svc}/{index}/_explain/2", params={"_source": "true"}, json={"query": {"match_all": {}}})
+    assert resp.json()["get"]["_source"] == sent["2"]
+
+
+def test_documents_polyseek_did_not_write_are_answered_as_stored(svc, engine, index_name):
+    """An index written straight to the engine (no kept record): every read answers its ``_source``
+    as stored, filters included, a field named ``embedding`` or ``lang`` too."""
+    doc = {"embedding": [0.5, 1.5], "lang": "xx", "id": "own", "nested": {"a": 1, "b": 2}}
+    engine.request("PUT", f"/{index_name}/_doc/1", params={"refresh": "true"}, json_body=doc)
+    try:
+        assert httpx.get(f"{svc}/{index_name}/_doc/1").json()["_source"] == doc
+        assert httpx.get(f"{svc}/{index_name}/_source/1", params={"_source_includes": "nested.a,lang"}).json() == {
+            "lang": "xx", "nested": {"a": 1}}
+        hits = httpx.post(f"{svc}/{index_name}/_search", json={"_source": {"excludes": ["nested.*", "id"]}}).json()
+        assert hits["hits"]["hits"][0]["_source"] == {"embedding": [0.5, 1.5], "lang": "xx", "nested": {}}
+        hit = httpx.post(f"{svc}/{index_name}/_search", json={"_source": False, "fields": ["*"]}).json()
+        hit = hit["hits"]["hits"][0]
+        assert "_source" not in hit and {"lang", "id", "nested.a"} <= set(hit["fields"])
+    finally:
+        engine.delete_index(index_name)
+
+
+@pytest.mark.parametrize("query", [{"match_all": {}}, {"hybrid": {"query": "hose"}}], ids=["engine", "hybrid"])
+def test_wildcard_fields_answer_the_clients_fields(as_sent, query):
+    """``fields: ["*"]`` (as Kibana's Discover asks) answers the fields the client sent, not what Polyseek
+    derived; a derived field named exactly (``docvalue_fields: ["lang"]``) is answered."""
+    es, index, sent = as_sent
+    for source in (False, True):
+        resp = es.search(index=index, query=query, fields=["*"], docvalue_fields=["lang"], source=source, size=10)
+        for hit in resp["hits"]["hits"]:
+            roots = {k.split(".")[0] for k in hit["fields"]}
+            assert roots <= set(sent[hit["_id"]]) | {"lang"}, hit["fields"]
+            assert {"title"} <= roots and hit["fields"]["lang"]
+            assert ("_source" in hit) is source and hit.get("_source", sent[hit["_id"]]) == sent[hit["_id"]]
+
+
+def test_derived_fields_on_request(as_sent):
+    """Named vector fields (as Elasticsearch 9 answers them), ``exclude_vectors: false`` and
+    ``docvalue_fields`` give what Polyseek derived."""
+    es, index, _ = as_sent
+    asked = es.get(index=index, id="1", source_includes=["embedding", "lang", "model"])["_source"]
+    assert len(asked["embedding"]) == 384 and asked["lang"] == "de" and asked["model"]["dense"]
+    for query in ({"ids": {"values": ["1"]}}, {"hybrid": {"query": "Kopfhörer"}}):
+        full = es.search(index=index, query=query, source={"exclude_vectors": False})["hits"]["hits"]
+        full = _by_id(full)["1"]
+        assert len(full["embedding"]) == 384 and full["id"] == "1" and "polyseek" not in full
+    hit = es.search(index=index, query={"ids": {"values": ["1"]}}, docvalue_fields=["lang"],
+                    stored_fields=["_none_"], source=False)["hits"]["hits"][0]
+    assert hit["fields"]["lang"] == ["de"] and "_source" not in hit
+
+
 def test_refused_by_name(svc, index_name, engine):
     try:
         resp = send(svc, "POST", f"/{index_name}/_update/1", {"script": {"source": "ctx._source.x = 1"}})

@@ -27,7 +27,20 @@ CHUNKS_FIELD = "chunks"  # nested: {"embedding": [...], "n": 1..} for the furthe
 SPARSE_FIELD = "sparse"  # rank_features keyed by token
 VECTOR_FIELDS = (VECTOR_FIELD, CHUNKS_FIELD, SPARSE_FIELD)
 DERIVED_FIELDS = (*VECTOR_FIELDS, "model", "embedding_truncated", "embedding_chunks", "ingested_at", *CODE_FIELDS)
+# The client's document exactly as it was sent, kept in one stored, unindexed object (mapped
+# ``enabled: false``): every answer's ``_source`` is taken from it (service/source.py), so the
+# derived top-level fields above, ``id``, ``lang`` and ``<field>_<lang>`` stay out of answers.
+SOURCE_NAMESPACE = "polyseek"
+SENT_KEY = "source"  # polyseek.source: the document as sent
+MARK_KEY = "v"  # polyseek.v: always present, so that a filtered _source still shows it was kept
+KEYS_KEY = "keys"  # polyseek.keys: the sent document's top-level field names
+SENT_PATH = f"{SOURCE_NAMESPACE}.{SENT_KEY}"
+MARK_PATH = f"{SOURCE_NAMESPACE}.{MARK_KEY}"
+KEYS_PATH = f"{SOURCE_NAMESPACE}.{KEYS_KEY}"
 PER_LANGUAGE_FIELDS = ("title", "description")  # copied into <field>_<lang> for that language's analyzer
+# every top-level name Polyseek may write beside (or over) the client's own fields
+DERIVED_ROOTS = frozenset({*DERIVED_FIELDS, SOURCE_NAMESPACE, "id", "lang",
+                           *(f"{f}_{lang}" for f in PER_LANGUAGE_FIELDS for lang in ANALYZED_LANGUAGES)})
 
 
 class DocumentError(ValueError):
@@ -45,8 +58,9 @@ class Product:
     """A validated product ready to embed."""
 
     id: str
-    source: dict[str, Any]
+    source: dict[str, Any]  # what the engine indexes at the top level: the document with ``id`` set
     lang: str
+    sent: dict[str, Any] | None = None  # the document as its client sent it (default: ``source``)
 
     def embedding_text(self) -> str:
         """What the dense and sparse encoders see: title, brand, category, description."""
@@ -69,10 +83,14 @@ def detect_language(text: str, min_score: float = 0.3) -> str:
 
 
 def validate(raw: Any, *, max_bytes: int) -> Product:
-    """Check one raw document and return it as a :class:`Product`."""
+    """Check one raw document and return it as a :class:`Product`.
+
+    The id is ``raw["_id"]`` when the writer gives one (the engine id of a client's write; the
+    document as sent is ``raw`` without it), else the document's own ``id``.
+    """
     if not isinstance(raw, dict):
         raise DocumentError(None, "parse_exception", f"a document must be a JSON object, got {type(raw).__name__}")
-    doc_id = raw.get("id", raw.get("_id"))
+    doc_id = raw["_id"] if raw.get("_id") is not None else raw.get("id")
     if doc_id is None or (isinstance(doc_id, str) and not doc_id.strip()):
         raise DocumentError(None, "missing_id", "document has no 'id'")
     if not isinstance(doc_id, (str, int)) or isinstance(doc_id, bool):
@@ -102,12 +120,11 @@ def validate(raw: Any, *, max_bytes: int) -> Product:
     price = raw.get("price")
     if price is not None and (isinstance(price, bool) or not isinstance(price, (int, float))):
         raise DocumentError(doc_id, "mapper_parsing_exception", f"'price' must be a number, got {price!r:.40}")
-    source = {k: v for k, v in raw.items() if k != "_id"}
-    source["id"] = doc_id
+    sent = {k: v for k, v in raw.items() if k != "_id"}
     declared = raw.get("lang")
     lang = declared if isinstance(declared, str) and declared else detect_language(
         f"{raw.get('title') or ''} {raw.get('description') or ''}")
-    return Product(id=doc_id, source=source, lang=lang)
+    return Product(id=doc_id, source={**sent, "id": doc_id}, lang=lang, sent=sent)
 
 
 def engine_source(product: Product, vector: list[float], sparse: dict[str, float] | None,
@@ -137,17 +154,34 @@ def engine_source(product: Product, vector: list[float], sparse: dict[str, float
     src["embedding_chunks"] = 1 + len(chunks or [])
     src["embedding_truncated"] = truncated
     src["ingested_at"] = datetime.now(timezone.utc).isoformat()
+    sent = product.source if product.sent is None else product.sent
+    src[SOURCE_NAMESPACE] = {MARK_KEY: 1, KEYS_KEY: list(sent), SENT_KEY: sent}
     return src
 
 
-def user_source(stored: dict[str, Any]) -> dict[str, Any]:
-    """The product as its client wrote it, from a stored ``_source``: the derived fields dropped.
+def kept_source(stored: dict[str, Any]) -> dict[str, Any] | None:
+    """The document as its client sent it, from a (possibly filtered) stored ``_source`` that
+    holds the :data:`SOURCE_NAMESPACE` record; None when it holds none (a document Polyseek did
+    not write, or one written before the record existed)."""
+    record = stored.get(SOURCE_NAMESPACE)
+    if not isinstance(record, dict) or MARK_KEY not in record:
+        return None
+    sent = record.get(SENT_KEY)
+    return dict(sent) if isinstance(sent, dict) else {}
 
-    Vectors, provenance and the per-language copies (``title_<lang>`` equal to ``title``)
-    are recomputed on every write; ``lang`` stays (it may have been given).
+
+def user_source(stored: dict[str, Any]) -> dict[str, Any]:
+    """The product as its client wrote it, from a full stored ``_source``.
+
+    The kept record when there is one; else (documents written before it existed) the stored
+    fields less the derived ones: vectors, provenance and the per-language copies
+    (``title_<lang>`` equal to ``title``) are recomputed on every write; ``lang`` and ``id`` stay.
     """
+    kept = kept_source(stored)
+    if kept is not None:
+        return kept
     lang = stored.get("lang")
-    derived = set(DERIVED_FIELDS)
+    derived = {*DERIVED_FIELDS, SOURCE_NAMESPACE}
     if lang in ANALYZED_LANGUAGES:
         derived |= {f"{f}_{lang}" for f in PER_LANGUAGE_FIELDS
                     if f"{f}_{lang}" in stored and stored.get(f"{f}_{lang}") == stored.get(f)}

@@ -37,12 +37,9 @@ from tqdm import tqdm
 from pipelines.engine.client import EngineClient
 from pipelines.ingest import api
 from pipelines.ingest import semantic_ids as semantic_ids_mod
-from pipelines.ingest.documents import ANALYZED_LANGUAGES, DERIVED_FIELDS, PER_LANGUAGE_FIELDS
+from pipelines.ingest.documents import VECTOR_FIELDS, user_source
 from pipelines.models.card import model_paths
 from pipelines.settings import Settings, get_settings
-
-# fields the queue derives again from the product itself
-_EXCLUDES = [*DERIVED_FIELDS, *(f"{f}_{lang}" for f in PER_LANGUAGE_FIELDS for lang in ANALYZED_LANGUAGES)]
 
 
 class ReindexError(RuntimeError):
@@ -77,11 +74,12 @@ def physical_name(alias: str, model: str) -> str:
 
 def iter_products(engine: EngineClient, index: str, since: str | None = None,
                   page: int = 500) -> Iterator[list[dict[str, Any]]]:
-    """Pages of products as they were given (vectors and derived fields left out)."""
+    """Pages of products as their clients sent them (:func:`~pipelines.ingest.documents.user_source`),
+    each with its engine id as ``_id``."""
     query = {"range": {"ingested_at": {"gte": since}}} if since else {"match_all": {}}
-    body = {"size": page, "sort": ["_doc"], "query": query, "_source": {"excludes": _EXCLUDES}}
+    body = {"size": page, "sort": ["_doc"], "query": query, "_source": {"excludes": list(VECTOR_FIELDS)}}
     for hits in engine.scan(index, body):
-        yield [{**h["_source"], "id": h["_source"].get("id", h["_id"])} for h in hits]
+        yield [{**user_source(h["_source"]), "_id": h["_id"]} for h in hits]
 
 
 def reindex(alias: str, model: str, settings: Settings | None = None, *, keep_old: bool = False,

@@ -128,8 +128,8 @@ def process_batch(index: str, docs: list[Any], task_id: str | None = None,
         quantizer = index_quantizer(engine, index)  # semantic ids, when the index has a quantiser
     except (FileNotFoundError, LookupError) as exc:  # a deployment problem: keep every document, with the reason
         kind = "model_missing" if isinstance(exc, FileNotFoundError) else "quantizer_missing"
-        missing = [(DocumentError(raw.get("id") if isinstance(raw, dict) else None, kind, str(exc)), raw)
-                   for raw in docs]
+        missing = [(DocumentError(raw.get("_id", raw.get("id")) if isinstance(raw, dict) else None, kind, str(exc)),
+                    raw) for raw in docs]
         dead_letter(engine, index, task_id, missing)
         return _batch_result(index, docs, 0, missing)
     products: list[Product] = []

