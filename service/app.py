@@ -29,15 +29,17 @@ from starlette.routing import Route
 
 from pipelines.encoders.cross import CrossEncoder, open_cross_encoder
 from pipelines.encoders.dense import TextEncoder, open_encoder
+from pipelines.engine.breaker import CircuitBreaker
 from pipelines.engine.client import EngineClient
 from pipelines.engine.dialect import dialect_for, load_template, models_of
+from pipelines.engine.errors import ApiError, EngineError, from_response
+from pipelines.engine.transport import AsyncEngine
 from pipelines.ingest.documents import detect_language
 from pipelines.settings import Settings, get_settings
 from service import feedback
 from service import search as search_mod
 from service import source as source_mod
 from service import writes
-from service.engine_proxy import AsyncEngine
 from service.errors import SearchError, error_body, error_response
 from service.retrievers import SearchContext
 
@@ -51,16 +53,24 @@ ADMIN_ENDPOINTS = [(m, re.compile(p)) for m, p in [
     ("*", r"/_snapshot.*"), ("*", r"/_plugins/.*"), ("*", r"/_security.*"), ("DELETE", r"/[^/]+/?"),
     ("POST", r"/[^/]+/_(close|open|delete_by_query|update_by_query|forcemerge)"), ("*", r"/_all.*"),
     ("POST", r"/_reindex")]]
+# headers of a passed-through request the engine must not see (OpenSearch rejects the compatible-with
+# media types of an Elasticsearch client; the transport sets the content type; hop-by-hop headers
+# belong to the client's connection; the API key is the service's)
+PASSTHROUGH_DROP_HEADERS = frozenset({"host", "content-length", "accept", "content-type", "authorization",
+                                      "connection", "accept-encoding", "transfer-encoding"})
 SCRIPT_ENDPOINTS = [re.compile(p) for p in (r"/_scripts.*", r"/_script_(context|language)",
                                             r"/([^/]+/)?_(search|msearch)/template", r"/_render.*")]
 
 
 class Polyseek:
-    """Process-wide state of the service: engine line, dialect, models (loaded on first use)."""
+    """Process-wide state of the service: engine transport, dialect, models (loaded on first use)."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.engine = AsyncEngine(settings.engine_url, timeout_s=settings.stage_timeout_s)
+        # the background query-log writes share the node pool but not the breaker: their failures
+        # never open the circuit for searches (nor do searches' failures stop the log)
+        self.log_engine = self.engine.options(breaker=CircuitBreaker())
         self.dialect = dialect_for(settings.engine)
         self._dense: dict[str, TextEncoder] = {}
         self._cross: dict[str, CrossEncoder] = {}
@@ -119,8 +129,8 @@ class Polyseek:
     async def index_model(self, index: str) -> str | None:
         """The dense model the index records in its mapping (read per search: after a reindex
         switches an alias, the next query already embeds with the new model)."""
-        resp = await self.engine.send("GET", f"/{index}/_mapping", timeout_s=self.settings.stage_timeout_s)
-        if resp.status_code != 200:
+        resp = await self.engine.request("GET", f"/{index}/_mapping", timeout_s=self.settings.stage_timeout_s)
+        if resp.status != 200:
             return None  # the search itself reports a missing index
         found = models_of(resp.json())
         if len(found) > 1:
@@ -155,17 +165,17 @@ class Polyseek:
             doc = {"@timestamp": datetime.now(timezone.utc).isoformat(), "index": index, "status": status,
                    "lang": await run_in_threadpool(detect_language, text) if text else None,
                    "took_ms_by_stage": by_stage, **record}
-            await self.engine.send("POST", f"/{self.settings.query_log_index}/_doc", json_body=doc)
+            await self.log_engine.request("POST", f"/{self.settings.query_log_index}/_doc", json_body=doc)
         except Exception as exc:  # noqa: BLE001 - the log must never break a search
             log.warning("query log write failed: %r", exc)
 
     async def engine_health(self) -> dict[str, Any]:
         """Whether the engine answers ``GET /_cluster/health``, and its cluster status when it does."""
         try:
-            resp = await self.engine.send("GET", "/_cluster/health", timeout_s=HEALTH_ENGINE_TIMEOUT_S)
-        except SearchError:  # down, slow or circuit open
+            resp = await self.engine.request("GET", "/_cluster/health", timeout_s=HEALTH_ENGINE_TIMEOUT_S)
+        except EngineError:  # down, slow or circuit open
             return {"reachable": False, "cluster_status": None}
-        status = resp.json().get("status") if resp.status_code == 200 else None
+        status = resp.json().get("status") if resp.status == 200 else None
         return {"reachable": True, "cluster_status": status}
 
     async def ensure_log_index(self) -> None:
@@ -173,8 +183,8 @@ class Polyseek:
         for index, body in ((self.settings.query_log_index, self.dialect.query_log_index_body()),
                             (self.settings.feedback_index, load_template("component/feedback.json")["template"])):
             try:
-                await self.engine.send("PUT", f"/{index}", json_body=body)
-            except SearchError as exc:
+                await self.engine.json("PUT", f"/{index}", body)
+            except EngineError as exc:
                 if exc.error_type != "resource_already_exists_exception":
                     log.warning("index %s not created: %s", index, exc.reason)
                 if exc.status >= 500:  # the engine is away: one failed start-up call, not one per index
@@ -260,18 +270,18 @@ async def feedback_endpoint(request: Request) -> Response:
     lookup = feedback.log_lookup_query(events)
 
     async def searches() -> list[dict[str, Any]]:
-        resp = await ps.engine.send("POST", f"/{log_index}/_search", json_body=lookup,
-                                    params={"ignore_unavailable": "true"})
+        resp = await ps.engine.request("POST", f"/{log_index}/_search", json_body=lookup,
+                                       params={"ignore_unavailable": "true"})
         return [h["_source"] for h in resp.json().get("hits", {}).get("hits", [])]
 
     try:
         docs = feedback.feedback_documents(events, await searches())
-    except SearchError:
-        await ps.engine.send("POST", f"/{log_index}/_refresh", params={"ignore_unavailable": "true"})
+    except ApiError:
+        await ps.engine.request("POST", f"/{log_index}/_refresh", params={"ignore_unavailable": "true"})
         docs = feedback.feedback_documents(events, await searches())
     lines = b"".join(_json_bytes({"index": {}}) + b"\n" + _json_bytes(d) + b"\n" for d in docs)
-    resp = await ps.engine.send("POST", f"/{ps.settings.feedback_index}/_bulk", content=lines,
-                                params={"refresh": request.query_params.get("refresh", "false")})
+    resp = await ps.engine.request("POST", f"/{ps.settings.feedback_index}/_bulk", content=lines,
+                                   params={"refresh": request.query_params.get("refresh", "false")})
     result = resp.json()
     if result.get("errors"):
         raise SearchError(500, "exception", "feedback not stored: " + json.dumps(result["items"][0])[:300])
@@ -334,7 +344,7 @@ async def _service_item(ps: Polyseek, index: str, head: dict, body: dict,
         resp, record = await search_mod.execute(body, ctx, defaults, opts)
         ps.log_query(index, record, 200)
         return {**resp, "status": 200}
-    except SearchError as exc:
+    except ApiError as exc:
         return error_body(exc.status, exc.error_type, exc.reason)
 
 
@@ -369,7 +379,7 @@ async def msearch_endpoint(request: Request) -> Response:
     for i, (head, body) in enumerate(pairs):
         try:
             index = _msearch_index(head, default_index, ps.settings)
-        except SearchError as exc:
+        except ApiError as exc:
             responses[i] = error_body(exc.status, exc.error_type, exc.reason)
             continue
         if search_mod.needs_service(body):
@@ -384,11 +394,10 @@ async def msearch_endpoint(request: Request) -> Response:
         ndjson = b"".join(json.dumps(part).encode() + b"\n" for _, head, body in engine_items
                           for part in (head, source_mod.search_body(body)))
         params = [(k, v) for k, v in request.query_params.multi_items() if k in MSEARCH_PARAMS]
-        resp = await ps.engine.send("POST", "/_msearch", params=params or None, content=ndjson)
+        resp = await ps.engine.request("POST", "/_msearch", params=params or None, content=ndjson)
         data = resp.json()
-        if resp.status_code >= 400 or "responses" not in data:
-            err = data.get("error", {}) if isinstance(data, dict) else {}
-            item = error_body(resp.status_code, err.get("type", "engine_exception"), err.get("reason", str(data)))
+        if resp.status >= 400 or not isinstance(data, dict) or "responses" not in data:
+            item = from_response(resp.status, data).to_body()
             for i, _, _ in engine_items:
                 responses[i] = item
             return
@@ -533,18 +542,17 @@ async def passthrough(request: Request) -> Response:
         sent = source_mod.relay(path, body, params)
         body, rule = sent.content, sent.fields
         params = [(k, v) for k, v in sent.params if k != "filter_path"]
-    resp = await ps.engine.send(request.method, path, params=params, content=body or None,
-                                headers=dict(request.headers))
-    headers = {k: v for k, v in resp.headers.items()
-               if k.lower() in ("content-type", "warning", "location")}
-    if documents and request.method != "HEAD" and resp.content:
-        hidden = source_mod.hide_answer(path, resp.content, rule)
+    forwarded = {k: v for k, v in request.headers.items() if k not in PASSTHROUGH_DROP_HEADERS}
+    resp = await ps.engine.request(request.method, path, params=params, content=body or None, headers=forwarded)
+    headers = {k: v for k, v in resp.headers.items() if k.lower() in ("content-type", "warning", "location")}
+    if documents and request.method != "HEAD" and resp.body:
+        hidden = source_mod.hide_answer(path, resp.body, rule)
         is_json = resp.headers.get("content-type", "").startswith("application/json")
         if hidden is not None or (fmt.filter_path and is_json):
-            answer = _json_answer(resp.json() if hidden is None else hidden, fmt, resp.status_code)
+            answer = _json_answer(resp.json() if hidden is None else hidden, fmt, resp.status)
             answer.headers.update({k: v for k, v in headers.items() if k.lower() != "content-type"})
             return answer
-    return Response(resp.content, status_code=resp.status_code, headers=headers)
+    return Response(resp.body, status_code=resp.status, headers=headers)
 
 
 def _guard(request: Request, settings: Settings) -> None:
@@ -614,7 +622,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 if b"script" in body and _contains_script(_loads_lenient(body)):
                     raise SearchError(403, "security_exception", "scripts are disabled on this service (allow_scripts)")
             response = await call_next(request)
-        except SearchError as exc:
+        except ApiError as exc:
             response = error_response(exc.status, exc.error_type, exc.reason)
             for k, v in exc.extra.get("header", {}).items():
                 response.headers[k] = v

@@ -77,10 +77,10 @@ async def check_field(ctx: SearchContext, field: str) -> None:
     """A 400 unless ``field`` is mapped with a type that can be collapsed on (as Elasticsearch)."""
     resolution = {k: v for k, v in ctx.params.items()
                   if k in ("ignore_unavailable", "allow_no_indices", "expand_wildcards")}
-    resp = await ctx.engine.send("GET", f"/{ctx.index}/_mapping/field/{field}", params=resolution or None,
-                                 timeout_s=ctx.timeout_s)
+    resp = await ctx.engine.request("GET", f"/{ctx.index}/_mapping/field/{field}", params=resolution or None,
+                                    timeout_s=ctx.timeout_s)
     types = set()
-    if resp.status_code == 200:
+    if resp.status == 200:
         for physical in resp.json().values():
             for mapped in (physical.get("mappings") or {}).values():
                 for leaf in (mapped.get("mapping") or {}).values():

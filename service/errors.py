@@ -1,4 +1,8 @@
-"""Elasticsearch-shaped errors: ``{"error": {"root_cause": [...], "type", "reason"}, "status"}``."""
+"""The service's own errors, in the engine transport's exception tree (:mod:`pipelines.engine.errors`).
+
+Everything raised while answering a request that is an :class:`~pipelines.engine.errors.ApiError`,
+the service's :class:`SearchError` and the engine's errors alike, answers in Elasticsearch's shape.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,13 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
+from pipelines.engine.errors import ApiError, error_body
 
-class SearchError(Exception):
-    """An error the client should see with an HTTP status and an Elasticsearch error type."""
-
-    def __init__(self, status: int, error_type: str, reason: str, **extra: Any):
-        super().__init__(reason)
-        self.status = status
-        self.error_type = error_type
-        self.reason = reason
-        self.extra = extra
+__all__ = ["ApiError", "SearchError", "bad_request", "error_body", "error_response"]
 
 
-def error_body(status: int, error_type: str, reason: str, **extra: Any) -> dict[str, Any]:
-    cause = {"type": error_type, "reason": reason, **extra}
-    return {"error": {"root_cause": [cause], **cause}, "status": status}
+class SearchError(ApiError):
+    """An error the service itself raises: an HTTP status, an Elasticsearch error type and a reason."""
 
 
 def error_response(status: int, error_type: str, reason: str, **extra: Any) -> JSONResponse:

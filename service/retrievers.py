@@ -20,10 +20,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from pipelines.encoders.cross import rerank_fields, rerank_text
 from pipelines.engine.dialect import Dialect
+from pipelines.engine.errors import ApiError, from_response
+from pipelines.engine.transport import AsyncEngine
 from pipelines.ingest.documents import CHUNKS_FIELD, SPARSE_FIELD, VECTOR_FIELD
 from service import fusion
 from service.fusion import Normalizer
-from service.engine_proxy import AsyncEngine
 from service.errors import SearchError, bad_request
 
 Ranked = fusion.Ranked
@@ -56,14 +57,14 @@ class SearchContext:
     async def search(self, body: dict[str, Any], **params: str) -> dict[str, Any]:
         """One ``_search`` on the context's index with the request's URL params (and ``params``);
         errors as :func:`engine_error`."""
-        resp = await self.engine.send("POST", f"/{self.index}/_search", json_body=body,
-                                      params={**self.params, **params} or None, timeout_s=self.timeout_s)
+        resp = await self.engine.request("POST", f"/{self.index}/_search", json_body=body,
+                                         params={**self.params, **params} or None, timeout_s=self.timeout_s)
         try:
-            data = resp.json() if resp.content else {}
+            data = resp.json() or {}
         except ValueError:
             data = {"error": resp.text[:500]}
-        if resp.status_code >= 400:
-            raise engine_error(resp.status_code, data)
+        if resp.status >= 400:
+            raise engine_error(resp.status, data)
         self.timed_out |= bool(data.get("timed_out"))
         return data
 
@@ -81,16 +82,15 @@ CLIENT_ERROR_TYPES = frozenset({"illegal_argument_exception", "parsing_exception
                                 "mapper_parsing_exception", "search_context_exception"})
 
 
-def engine_error(status: int, data: Any) -> SearchError:
-    """The engine's error answer as a :class:`SearchError`; a 500 caused by the request becomes a 400."""
+def engine_error(status: int, data: Any) -> ApiError:
+    """A search's error answer (:func:`~pipelines.engine.errors.from_response`), except that a 500
+    caused by the request becomes a 400, as Elasticsearch answers it."""
     err = data.get("error") if isinstance(data, dict) else None
-    if not isinstance(err, dict):
-        return SearchError(status, "engine_exception", str(err if err is not None else data)[:500])
-    causes = err.get("root_cause") or [{}]
+    causes = (err.get("root_cause") or [{}]) if isinstance(err, dict) else [{}]
     cause = causes[0] if isinstance(causes[0], dict) else {}
     if status >= 500 and cause.get("type") in CLIENT_ERROR_TYPES:
         return SearchError(400, cause["type"], str(cause.get("reason", "")))
-    return SearchError(status, str(err.get("type", "engine_exception")), str(err.get("reason", ""))[:2000])
+    return from_response(status, data)
 
 
 def _one_key(spec: Any, what: str) -> tuple[str, dict]:

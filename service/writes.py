@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
 
-from pipelines.engine.client import EngineRequestError, EngineUnavailable
+from pipelines.engine.errors import EngineRequestError, EngineUnavailable, from_response
 from pipelines.ingest import api as ingest
 from pipelines.ingest.documents import (
     PER_LANGUAGE_FIELDS,
@@ -385,13 +385,6 @@ def single_answer(item: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     return status, {k: v for k, v in body.items() if k != "status"}
 
 
-def _engine_error(status: int, data: Any) -> SearchError:
-    err = data.get("error") if isinstance(data, dict) else None
-    if isinstance(err, dict):
-        return SearchError(status, err.get("type", "engine_exception"), err.get("reason", ""))
-    return SearchError(status if status >= 400 else 500, "engine_exception", str(data)[:500])
-
-
 # --- the request ------------------------------------------------------------------------------------
 
 async def execute(ps: Polyseek, ops: list[BulkOp], wp: WriteParams, path_index: str | None,
@@ -501,11 +494,11 @@ async def _run_segment(ps: Polyseek, ops: list[BulkOp], segment: list[int], wp: 
     if not sent:
         return
     path = f"/{path_index}/_bulk" if path_index else "/_bulk"
-    resp = await ps.engine.send("POST", path, params=wp.engine or None, content=b"\n".join(lines) + b"\n",
-                                timeout_s=WRITE_TIMEOUT_S)
-    data = resp.json() if resp.content else {}
-    if resp.status_code >= 400 or not isinstance(data, dict) or "items" not in data:
-        raise _engine_error(resp.status_code, data)
+    resp = await ps.engine.request("POST", path, params=wp.engine or None, content=b"\n".join(lines) + b"\n",
+                                   timeout_s=WRITE_TIMEOUT_S)
+    data = resp.json() or {}
+    if resp.status >= 400 or not isinstance(data, dict) or "items" not in data:
+        raise from_response(resp.status, data)
     retry = []
     last_of = {ops[p].key: p for p in segment}
     for pos, item in zip(sent, data["items"]):
@@ -685,8 +678,8 @@ async def _write_target_problem(ps: Polyseek, index: str) -> dict[str, str] | No
         return {"type": "invalid_index_name_exception",
                 "reason": f"Invalid index name [{index}], must be lowercase, at most 255 bytes, not start with "
                           f"'_', '-' or '+' and contain none of {_INVALID_INDEX_CHARS!r}"}
-    resp = await ps.engine.send("GET", f"/_alias/{index}")
-    if resp.status_code != 200:
+    resp = await ps.engine.request("GET", f"/_alias/{index}")
+    if resp.status != 200:
         return None  # no alias of that name: an index, made on first use
     behind = [(name, body["aliases"][index]) for name, body in resp.json().items()
               if isinstance(body, dict) and index in body.get("aliases", {})]

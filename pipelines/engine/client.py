@@ -1,33 +1,22 @@
-"""A small synchronous engine client speaking the REST API both dialects share.
+"""The synchronous engine client of the CLI and the ingest workers: index-level calls in the dialect.
 
-The stock ``elasticsearch`` client refuses to talk to OpenSearch (product check),
-so Polyseek's own side of the wire uses httpx with the dialect for what differs.
+Requests go through :class:`~pipelines.engine.transport.Engine`, the synchronous face of the one
+engine transport (retries, circuit breaker, :mod:`pipelines.engine.errors`). The stock
+``elasticsearch`` client refuses to talk to OpenSearch (product check), so the calls both
+dialects share are written here, with the dialect for what differs.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from pipelines.engine.dialect import Body, Dialect, dialect_for, models_of
+from pipelines.engine.errors import from_response
+from pipelines.engine.transport import Engine
 from pipelines.settings import Settings
-
-
-class EngineUnavailable(RuntimeError):
-    """The engine did not answer (connection refused, timeout, 5xx); worth a retry."""
-
-
-class EngineRequestError(RuntimeError):
-    """The engine answered with a 4xx error about the request itself."""
-
-    def __init__(self, status: int, body: Any):
-        super().__init__(f"engine answered {status}: {json.dumps(body)[:2000]}")
-        self.status = status
-        self.body = body
 
 
 @dataclass
@@ -55,10 +44,10 @@ class EngineClient:
     def __init__(self, settings: Settings, timeout_s: float = 30.0):
         self.settings = settings
         self.dialect: Dialect = dialect_for(settings.engine)
-        self._http = httpx.Client(base_url=settings.engine_url, timeout=timeout_s)
+        self.transport = Engine(settings.engine_url, timeout_s=timeout_s)
 
     def close(self) -> None:
-        self._http.close()
+        self.transport.close()
 
     def __enter__(self) -> EngineClient:
         return self
@@ -69,29 +58,14 @@ class EngineClient:
     # -- transport -----------------------------------------------------------------
     def request(self, method: str, path: str, *, json_body: Any = None, content: bytes | None = None,
                 params: Mapping[str, Any] | None = None, ok_statuses: Iterable[int] = ()) -> Any:
-        """Send one request; raise :class:`EngineUnavailable` or :class:`EngineRequestError`."""
-        headers = {"content-type": "application/x-ndjson"} if content is not None else None
-        try:
-            resp = self._http.request(method, path, json=json_body, content=content, params=params,
-                                      headers=headers)
-        except httpx.TransportError as exc:
-            raise EngineUnavailable(f"{method} {path}: {exc!r}") from exc
-        body = resp.json() if resp.content else None
-        if resp.status_code >= 500 or resp.status_code == 429:
-            raise EngineUnavailable(f"{method} {path}: {resp.status_code} {resp.text[:500]}")
-        if resp.status_code >= 400 and resp.status_code not in set(ok_statuses):
-            raise EngineRequestError(resp.status_code, body)
-        return body
+        """Send one request, return its parsed answer; raise :class:`~pipelines.engine.errors.EngineUnavailable`
+        (worth a retry) or :class:`~pipelines.engine.errors.EngineRequestError` (4xx not in ``ok_statuses``)."""
+        return self.transport.json(method, path, json_body, content=content, params=params,
+                                   ok_statuses=tuple(ok_statuses))
 
     # -- indices -------------------------------------------------------------------
     def index_exists(self, index: str) -> bool:
-        try:
-            self._http.head(f"/{index}").raise_for_status()
-            return True
-        except httpx.HTTPStatusError:
-            return False
-        except httpx.TransportError as exc:
-            raise EngineUnavailable(str(exc)) from exc
+        return self.transport.request("HEAD", f"/{index}").status < 300
 
     def create_products_index(self, index: str, dims: int | None = None, model: str | None = None) -> bool:
         """Create ``index`` from the product templates, stamped with its dense ``model``;
@@ -121,7 +95,7 @@ class EngineClient:
         if resp and resp.get("error"):
             if resp["error"].get("type") == "resource_already_exists_exception":
                 return False
-            raise EngineRequestError(400, resp)
+            raise from_response(400, resp)
         return True
 
     def delete_index(self, index: str) -> None:
@@ -148,6 +122,20 @@ class EngineClient:
             results.append(BulkItemResult(id=action.get("_id"), status=action.get("status", 500),
                                           result=action.get("result"), error=action.get("error")))
         return results
+
+    def scan(self, index: str, body: Body, scroll: str = "5m") -> Iterator[list[Body]]:
+        """Every hit of ``body`` on ``index``, a page (``body["size"]`` hits) at a time, with a scroll
+        that is cleared however the caller stops (elasticsearch-py's ``helpers.scan``, by page)."""
+        resp = self.request("POST", f"/{index}/_search", params={"scroll": scroll}, json_body=body)
+        scroll_id = resp.get("_scroll_id")
+        try:
+            while resp["hits"]["hits"]:
+                yield resp["hits"]["hits"]
+                resp = self.request("POST", "/_search/scroll", json_body={"scroll": scroll, "scroll_id": scroll_id})
+                scroll_id = resp.get("_scroll_id", scroll_id)
+        finally:
+            if scroll_id:
+                self.request("DELETE", "/_search/scroll", json_body={"scroll_id": scroll_id}, ok_statuses=(404,))
 
     def search(self, index: str, body: Body) -> Body:
         return self.request("POST", f"/{index}/_search", json_body=body)

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-import httpx
 
 from pipelines.engine.distribution import (
     LAUNCHER_MAIN,
@@ -32,6 +31,8 @@ from pipelines.engine.distribution import (
     assemble_home,
     opensearch_distribution,
 )
+from pipelines.engine.errors import EngineUnavailable
+from pipelines.engine.transport import Engine
 from pipelines.settings import Settings
 
 
@@ -303,8 +304,8 @@ class LocalEngine:
         body = {"index_patterns": ["*"], "priority": 0,
                 "template": {"settings": {"index": {"number_of_replicas": 0, "auto_expand_replicas": "0-1"}}},
                 "_meta": {"description": "polyseek local single-node defaults"}}
-        with httpx.Client(base_url=self.settings.engine_url, timeout=10.0) as client:
-            client.put("/_index_template/polyseek-single-node", json=body)
+        with Engine(self.settings.engine_url, timeout_s=10.0) as engine:
+            engine.request("PUT", "/_index_template/polyseek-single-node", json_body=body)
 
     def processes(self) -> list[int]:
         """PIDs of live (non-zombie) processes whose command line runs this engine's state folder.
@@ -359,14 +360,14 @@ class LocalEngine:
     def status(self, wait_for_green: bool = False) -> EngineStatus:
         """What answers at the engine URL (version, health, installed plugins/modules)."""
         url = self.settings.engine_url
-        try:
-            with httpx.Client(base_url=url, timeout=5.0) as client:
-                root = client.get("/").json()
+        try:  # a probe: no retries, no breaker; any answer that is not the engine's JSON means "not running"
+            with Engine(url, timeout_s=5.0, max_retries=0, breaker=None) as engine:
+                root = engine.request("GET", "/").json()
                 params = {"wait_for_status": "green", "timeout": "1s"} if wait_for_green else {}
-                health = client.get("/_cluster/health", params=params).json()
-                plugins = client.get("/_cat/plugins", params={"format": "json"}).json()
-                nodes = client.get("/_nodes/_local/plugins").json()
-        except (httpx.HTTPError, ValueError):
+                health = engine.request("GET", "/_cluster/health", params=params).json()
+                plugins = engine.request("GET", "/_cat/plugins", params={"format": "json"}).json()
+                nodes = engine.request("GET", "/_nodes/_local/plugins").json()
+        except (EngineUnavailable, ValueError):
             return EngineStatus(running=False, pid=self.pid(), url=url)
         names = sorted({p["component"] for p in plugins})
         for node in nodes.get("nodes", {}).values():

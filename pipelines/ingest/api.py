@@ -12,7 +12,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from pipelines.engine.client import EngineClient, EngineRequestError, EngineUnavailable
+from pipelines.engine.client import EngineClient
+from pipelines.engine.errors import EngineRequestError, EngineUnavailable
 from pipelines.settings import Settings, get_settings
 
 

@@ -77,17 +77,9 @@ def iter_products(engine: EngineClient, index: str, since: str | None = None,
     """Pages of products as their clients sent them (:func:`~pipelines.ingest.documents.user_source`),
     each with its engine id as ``_id``."""
     query = {"range": {"ingested_at": {"gte": since}}} if since else {"match_all": {}}
-    resp = engine.request("POST", f"/{index}/_search", params={"scroll": "5m"}, json_body={
-        "size": page, "sort": ["_doc"], "query": query, "_source": {"excludes": list(VECTOR_FIELDS)}})
-    scroll_id = resp.get("_scroll_id")
-    try:
-        while resp["hits"]["hits"]:
-            yield [{**user_source(h["_source"]), "_id": h["_id"]} for h in resp["hits"]["hits"]]
-            resp = engine.request("POST", "/_search/scroll", json_body={"scroll": "5m", "scroll_id": scroll_id})
-            scroll_id = resp.get("_scroll_id", scroll_id)
-    finally:
-        if scroll_id:
-            engine.request("DELETE", "/_search/scroll", json_body={"scroll_id": scroll_id}, ok_statuses=(404,))
+    body = {"size": page, "sort": ["_doc"], "query": query, "_source": {"excludes": list(VECTOR_FIELDS)}}
+    for hits in engine.scan(index, body):
+        yield [{**user_source(h["_source"]), "_id": h["_id"]} for h in hits]
 
 
 def reindex(alias: str, model: str, settings: Settings | None = None, *, keep_old: bool = False,

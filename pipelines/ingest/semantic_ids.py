@@ -105,20 +105,11 @@ def iter_vectors(engine: EngineClient, index: str, fields: tuple[str, ...] = ("l
                  page: int = 500) -> Iterator[tuple[list[str], np.ndarray, list[dict[str, Any]]]]:
     """Pages of ``(ids, (n, dims) vectors, sources with fields)`` of the documents of ``index``
     that have a stored ``embedding`` (scroll)."""
-    resp = engine.request("POST", f"/{index}/_search", params={"scroll": "5m"}, json_body={
-        "size": page, "sort": ["_doc"], "query": {"exists": {"field": VECTOR_FIELD}},
-        "_source": [VECTOR_FIELD, *fields]})
-    scroll_id = resp.get("_scroll_id")
-    try:
-        while resp["hits"]["hits"]:
-            hits = resp["hits"]["hits"]
-            yield ([h["_id"] for h in hits], np.asarray([h["_source"][VECTOR_FIELD] for h in hits], dtype=np.float32),
-                   [{k: v for k, v in h["_source"].items() if k != VECTOR_FIELD} for h in hits])
-            resp = engine.request("POST", "/_search/scroll", json_body={"scroll": "5m", "scroll_id": scroll_id})
-            scroll_id = resp.get("_scroll_id", scroll_id)
-    finally:
-        if scroll_id:
-            engine.request("DELETE", "/_search/scroll", json_body={"scroll_id": scroll_id}, ok_statuses=(404,))
+    body = {"size": page, "sort": ["_doc"], "query": {"exists": {"field": VECTOR_FIELD}},
+            "_source": [VECTOR_FIELD, *fields]}
+    for hits in engine.scan(index, body):
+        yield ([h["_id"] for h in hits], np.asarray([h["_source"][VECTOR_FIELD] for h in hits], dtype=np.float32),
+               [{k: v for k, v in h["_source"].items() if k != VECTOR_FIELD} for h in hits])
 
 
 def stored_vectors(engine: EngineClient, index: str,

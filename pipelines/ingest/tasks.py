@@ -12,7 +12,8 @@ from typing import Any
 from celery import Task
 
 from pipelines.encoders.dense import TextEncoder, open_encoder
-from pipelines.engine.client import EngineClient, EngineRequestError, EngineUnavailable
+from pipelines.engine.client import EngineClient
+from pipelines.engine.errors import EngineRequestError, EngineUnavailable
 from pipelines.ingest.celery_app import app
 from pipelines.ingest.documents import DocumentError, Product, engine_source, validate
 from pipelines.ingest.semantic_ids import index_quantizer
@@ -58,7 +59,8 @@ def dead_letter(engine: EngineClient, index: str, task_id: str | None, rejected:
                              else {"raw": json.dumps(raw)[:10000]}}))
     failures = [r for r in engine.bulk_index(dl_index, docs) if not r.ok]
     if failures:
-        raise EngineUnavailable(f"dead-letter write failed: {failures[0].error}")
+        raise EngineUnavailable(503, "unavailable_engine_exception",
+                                f"dead-letter write failed: {failures[0].error}")
 
 
 def _utf8(value: Any) -> bool:
@@ -144,8 +146,8 @@ def process_batch(index: str, docs: list[Any], task_id: str | None = None,
         results = engine.bulk_index(index, embed_products(encoder, unique, quantizer))
         retry = [r for r in results if r.retryable]
         if retry:
-            raise EngineUnavailable(f"{len(retry)} documents refused by the engine ({retry[0].status}): "
-                                    f"{retry[0].error}")
+            raise EngineUnavailable(retry[0].status, "unavailable_engine_exception",
+                                    f"{len(retry)} documents refused by the engine ({retry[0].status}): {retry[0].error}")
         by_id = {p.id: p for p in unique}
         for r in results:
             if r.ok:
