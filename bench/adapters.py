@@ -39,21 +39,27 @@ def build_candidate(adapter_dir: Path, model_dir: Path, base_name: str = "multil
     return out
 
 
+def exact_run(bench: datasets.Benchmark, queries: np.ndarray, docs: np.ndarray, doc_ids: list[str],
+              k: int = 10) -> dict[str, dict[str, float]]:
+    """Exact cosine top-``k`` of every query of ``bench`` (rows of ``queries``, in its order), its own
+    document left out."""
+    sims = queries @ docs.T
+    run = {}
+    for row, qid in enumerate(bench.queries):
+        top = np.argsort(-sims[row])[:k + 1]
+        hits = {doc_ids[i]: float(sims[row, i]) for i in top if doc_ids[i] != bench.own_doc.get(qid)}
+        run[qid] = dict(list(hits.items())[:k])
+    return run
+
+
 def knn_run(encoder, bench: datasets.Benchmark, k: int = 10) -> dict[str, dict[str, float]]:
     """Exact cosine top-``k`` (plus own document, removed) for every query of ``bench``."""
     from pipelines.ingest.documents import embedding_text
 
     doc_ids = list(bench.corpus)
     docs = encoder.encode([embedding_text(bench.corpus[d]) for d in doc_ids]).dense
-    qids = list(bench.queries)
-    queries = encoder.encode([bench.queries[q][0] for q in qids], is_query=True).dense
-    sims = queries @ docs.T
-    run = {}
-    for row, qid in enumerate(qids):
-        top = np.argsort(-sims[row])[:k + 1]
-        hits = {doc_ids[i]: float(sims[row, i]) for i in top if doc_ids[i] != bench.own_doc.get(qid)}
-        run[qid] = dict(list(hits.items())[:k])
-    return run
+    queries = encoder.encode([text for text, _ in bench.queries.values()], is_query=True).dense
+    return exact_run(bench, queries, docs, doc_ids, k)
 
 
 def main(argv: list[str] | None = None) -> int:

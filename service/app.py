@@ -35,6 +35,7 @@ from pipelines.engine.dialect import dialect_for, load_template, models_of
 from pipelines.engine.errors import ApiError, EngineError, from_response
 from pipelines.engine.transport import AsyncEngine
 from pipelines.ingest.documents import detect_language
+from pipelines.models.card import model_paths
 from pipelines.settings import Settings, get_settings
 from service import feedback
 from service import search as search_mod
@@ -90,9 +91,23 @@ class Polyseek:
         if self._engine_client is not None:
             self._engine_client.close()
 
+    def _dense_name(self, model_id: str | None) -> str:
+        return (model_id or self.settings.dense_model).split("@")[0].split("+")[0]
+
+    def has_sparse(self, model_id: str | None) -> bool:
+        """Whether the dense model ``model_id`` has a learned sparse head, from its card: nothing is
+        loaded, so a search that embeds nothing (BM25 only) needs no model on disk (none: no head)."""
+        name = self._dense_name(model_id)
+        if name in self._dense:
+            return self._dense[name].has_sparse
+        try:
+            return model_paths(self.settings.resolved_model_dir, name).read_card().has_sparse_head
+        except FileNotFoundError:
+            return False
+
     def dense(self, model_id: str | None) -> TextEncoder:
-        """The dense encoder named ``model_id`` (default: settings.dense_model)."""
-        name = (model_id or self.settings.dense_model).split("@")[0].split("+")[0]
+        """The dense encoder named ``model_id`` (default: settings.dense_model), loaded on first use."""
+        name = self._dense_name(model_id)
         if name not in self._dense:
             try:
                 self._dense[name] = open_encoder(self.settings.resolved_model_dir, name,
@@ -121,7 +136,7 @@ class Polyseek:
         s = self.settings
         return {"fields": s.hybrid_fields, "rank_window_size": s.rank_window_size, "rank_constant": s.rrf_rank_constant,
                 "rerank": bool(s.reranker_model), "rerank_field": s.rerank_field, "rerank_window": s.rerank_window,
-                "sparse": self.dense(model).has_sparse, "fusion": s.hybrid_fusion, "weights": s.hybrid_weights,
+                "sparse": self.has_sparse(model), "fusion": s.hybrid_fusion, "weights": s.hybrid_weights,
                 "normalizer": s.hybrid_normalizer, "gate_k": s.hybrid_gate_k,
                 "within_knn": s.hybrid_within_knn, "exact_field": s.hybrid_exact_field,
                 "num_candidates": s.hybrid_num_candidates}

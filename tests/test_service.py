@@ -361,3 +361,25 @@ def test_feedback_bad_input_is_a_4xx_in_elasticsearch_shape(service_url, body, s
     assert answer.status_code == status, answer.text
     error = answer.json()["error"]
     assert error["root_cause"][0]["type"] == error["type"] and error["reason"]
+
+
+def test_a_search_that_embeds_nothing_needs_no_model(es, engine):
+    """An index whose model is not on disk answers BM25 (retriever, shorthand with only BM25, plain
+    query) as the engine does; only what must embed the query reports the missing model."""
+    from tests.conftest import RUN
+
+    index = f"nomodel-{RUN}"
+    assert engine.create_products_index(index, dims=4, model="no-such-model-on-disk") is True
+    try:
+        doc = {"title": "Garden hose 30 m", "title_en": "Garden hose 30 m", "lang": "en",
+               "embedding": [0.0, 0.0, 1.0, 0.0]}
+        assert all(r.ok for r in engine.bulk_index(index, [("h1", doc)], refresh=True))
+        for kw in ({"retriever": {"standard": {"query": {"match": {"title": "hose"}}}}},
+                   {"query": {"hybrid": {"query": "hose", "weights": {"knn": 0, "exact": 0}}}},
+                   {"query": {"match": {"title": "hose"}}}):
+            assert ids(es.search(index=index, **kw)) == ["h1"], kw
+        with pytest.raises(NotFoundError) as exc:
+            es.search(index=index, query={"hybrid": {"query": "hose"}})
+        assert "no-such-model-on-disk" in str(exc.value)
+    finally:
+        engine.delete_index(index)
