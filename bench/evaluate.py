@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bench.datasets import Benchmark
+from pipelines.settings import get_settings
 
 METRICS = ["ndcg@10", "mrr@10", "recall@10", "recall@100"]
 WINDOW = 100
@@ -29,13 +30,14 @@ def _bm25(text: str, fields: list[str]) -> dict:
     return {"standard": {"query": {"multi_match": {"query": text, "fields": fields}}}}
 
 
-# the kNN leaf's beam, as the hybrid shorthand's (settings.hybrid_num_candidates): kNN alone and inside the
-# hybrid search the same candidates, so that "hybrid vs kNN" compares fusion, not HNSW recall
-KNN_CANDIDATES = 1000
+def knn_candidates() -> int:
+    """The kNN beam of every method, the hybrid shorthand's (``settings.hybrid_num_candidates``): kNN alone
+    and inside the hybrid search the same candidates, so "hybrid vs kNN" compares fusion, not HNSW recall."""
+    return get_settings().hybrid_num_candidates
 
 
 def _knn(text: str) -> dict:
-    return {"knn": {"field": "embedding", "k": WINDOW, "num_candidates": KNN_CANDIDATES,
+    return {"knn": {"field": "embedding", "k": WINDOW, "num_candidates": knn_candidates(),
                     "query_vector_builder": {"text_embedding": {"model_text": text}}}}
 
 
@@ -55,7 +57,7 @@ def engine_score_sum(fields: list[str], embed: Callable[[str], list[float]], dia
     ``bool`` + ``knn`` query; no plugin, no normalisation).  The vector comes from ``embed`` (the
     index's model, in the evaluating process) and the request passes through the service unchanged."""
     def body(text: str) -> dict:
-        knn = dialect.knn_query("embedding", embed(text), WINDOW, KNN_CANDIDATES)
+        knn = dialect.knn_query("embedding", embed(text), WINDOW, knn_candidates())
         return {"query": {"bool": {"should": [{"multi_match": {"query": text, "fields": fields}}, knn]}}}
 
     return Method("engine score-sum", body)
@@ -149,12 +151,18 @@ def run_method(es, index: str, bench: Benchmark, method: Method, threads: int = 
     return run, lat
 
 
+def percentile(values: list[float], p: float) -> float:
+    """The nearest-rank ``p``-th percentile of ``values`` (every latency table of bench/ uses this one)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
 def latency_stats(ms: list[float]) -> dict[str, float]:
     """Mean, p50 and p95 of per-query latencies in ms."""
     if not ms:
         return {"mean": float("nan"), "p50": float("nan"), "p95": float("nan")}
-    return {"mean": round(float(np.mean(ms)), 1), "p50": round(float(np.percentile(ms, 50)), 1),
-            "p95": round(float(np.percentile(ms, 95)), 1)}
+    return {"mean": round(float(np.mean(ms)), 1), "p50": round(percentile(ms, 50), 1),
+            "p95": round(percentile(ms, 95), 1)}
 
 
 def per_query_ndcg(bench: Benchmark, run: dict[str, dict[str, float]], k: int = 10) -> dict[str, float]:

@@ -33,7 +33,7 @@ import httpx
 from elasticsearch import ApiError, Elasticsearch, TransportError
 from tqdm import tqdm
 
-from bench.query import percentile
+from bench.evaluate import percentile
 from pipelines.engine.client import EngineClient
 from pipelines.settings import get_settings
 from service.runner import WorkerProcess, free_port

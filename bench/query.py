@@ -22,6 +22,7 @@ import httpx
 
 from bench.corpus import queries
 from bench.eval_run import DEFAULT_DATA
+from bench.evaluate import percentile
 from pipelines.settings import get_settings
 from service.runner import peak_rss_mb, serve_in_thread
 
@@ -42,11 +43,6 @@ def bodies(reranker: str | None) -> dict[str, tuple[str, callable]]:
         out["hybrid (default) + rerank top-20"] = ("service", lambda q: {"query": {"hybrid": {"query": q,
                                                                                              "rerank": True}}})
     return out
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
 def load(url: str, index: str, build, texts: list[str], clients: int, requests: int) -> dict:

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-
 from pipelines.engine.distribution import (
     LAUNCHER_MAIN,
     ElasticsearchDistribution,
