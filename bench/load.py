@@ -43,7 +43,7 @@ CATALOG = Path(__file__).resolve().parents[1] / "service" / "demo_data" / "catal
 
 def start_service(port: int, log: Path) -> subprocess.Popen:
     """``polyseek serve`` in its own process; returns once it answers."""
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "polyseek", "serve", "--port", str(port)],
                             stdout=log.open("a"), stderr=subprocess.STDOUT, env=dict(os.environ))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     if "query" not in args.skip:
         step("query", ["bench.query", "--index", f"bench-{n}-int8", "--requests", "100" if args.quick else "300"])
     if "eval" not in args.skip:
-        step("eval", ["service.cli", "eval", "--benchmark", "taxonomy-xling", "--benchmark", "ikea-xling",
+        step("eval", ["polyseek", "eval", "--benchmark", "taxonomy-xling", "--benchmark", "ikea-xling",
                       *(["--small"] if args.quick else []),
                       *(["--limit", str(args.eval_limit)] if args.eval_limit else [])])
     write_readme()

@@ -67,7 +67,7 @@ class WorkerProcess:
     def start(self, timeout_s: float = 90.0) -> None:
         offset = self.log.stat().st_size if self.log.exists() else 0
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "worker", "--loglevel", "info",
+            [sys.executable, "-m", "polyseek", "worker", "--loglevel", "info",
              "--concurrency", str(self.concurrency)],
             cwd=ROOT, stdout=self.log.open("a"), stderr=subprocess.STDOUT, env=self.env)
         deadline = time.monotonic() + timeout_s

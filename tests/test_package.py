@@ -113,3 +113,22 @@ def test_serve_answers_health_without_engine_or_api_key(installed):
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+def test_wheel_ships_the_product_without_bench(installed):
+    """The benchmarks stay in the checkout: the wheel has no ``bench``, and ``polyseek eval`` (a dev
+    command) says it needs a source checkout instead of failing on an import."""
+    venv, env = installed
+    find = "import importlib.util as u; print([m for m in ('polyseek', 'service', 'bench') if u.find_spec(m)])"
+    assert _run([venv / "bin" / "python", "-c", find], cwd=venv.parent, env=env).stdout.split() == [
+        "['polyseek',", "'service']"]
+    proc = subprocess.run([venv / "bin" / "polyseek", "eval", "--benchmark", "taxonomy-xling", "--small"],
+                          cwd=venv.parent, env=env, capture_output=True, text=True)
+    assert proc.returncode == 2 and "needs a source checkout" in proc.stderr, proc.stderr
+
+
+def test_the_product_imports_no_bench():
+    """``polyseek`` (every command), the service and the worker's tasks import nothing from ``bench``."""
+    code = ("import sys, polyseek.cli, service.app, pipelines.ingest.tasks; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'bench', 'tests'}))")
+    assert _run([sys.executable, "-c", code], cwd=ROOT).stdout.strip() == "[]"

@@ -297,7 +297,7 @@ def test_a_terms_aggregation_on_a_code_level_maps_the_catalog(coded, svc):
 
 
 def test_cli_near_duplicates_and_ingest_report(coded, engine, tmp_path, capsys):
-    from service.cli import main
+    from polyseek.cli import main
 
     index, _, _ = coded
     assert main(["models", "semantic-ids", "near-duplicates", "--index", index, "--same-lang"]) == 0

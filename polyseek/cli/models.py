@@ -1,4 +1,4 @@
-"""``polyseek`` command line: one entry point for engine, broker, models, ingest and service."""
+"""``polyseek models ...``: import, export, quantize, verify, fine-tune models; semantic ids."""
 
 from __future__ import annotations
 
@@ -8,41 +8,6 @@ import sys
 from pathlib import Path
 
 from pipelines.settings import get_settings
-
-
-def _engine(args: argparse.Namespace) -> int:
-    from pipelines.engine.launcher import LocalEngine
-
-    settings = get_settings()
-    if args.engine:  # another engine than the settings': its own default version unless --version
-        settings = settings.model_copy(update={"engine": args.engine, "engine_version": args.version})
-    elif args.version:
-        settings = settings.model_copy(update={"engine_version": args.version})
-    engine = LocalEngine(settings)
-    if args.action == "start":
-        print(engine.start().describe())
-    elif args.action == "stop":
-        print("stopped" if engine.stop() else "not running")
-    else:
-        status = engine.status()
-        print(json.dumps(status.__dict__) if args.json else status.describe())
-        return 0 if status.running else 3
-    return 0
-
-
-def _broker(args: argparse.Namespace) -> int:
-    from pipelines import local_redis
-
-    settings = get_settings()
-    if args.action == "start":
-        print(local_redis.start(settings))
-    elif args.action == "stop":
-        print("stopped" if local_redis.stop(settings) else "not running")
-    else:
-        up = local_redis.ping(settings)
-        print(f"redis {'up' if up else 'down'} at {local_redis.redis_url(settings)}")
-        return 0 if up else 3
-    return 0
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -188,126 +153,9 @@ def _semantic_ids(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from service.app import create_app
-
-    settings = get_settings()
-    uvicorn.run(create_app(settings), host=args.host or settings.service_host, port=args.port or settings.service_port,
-                log_level="warning", access_log=False)
-    return 0
-
-
-def _worker(args: argparse.Namespace) -> int:
-    from pipelines.ingest.celery_app import app
-
-    argv = ["worker", "--loglevel", args.loglevel, "--concurrency", str(args.concurrency),
-            "--pool", "solo" if args.concurrency == 1 else "prefork"]
-    app.worker_main(argv)
-    return 0
-
-
-def _ingest(args: argparse.Namespace) -> int:
-    from pipelines.ingest import api
-
-    if args.file == "status":
-        print(json.dumps(api.ingest_status(args.index), indent=2))
-        return 0
-    report = api.ingest_file(Path(args.file), args.index)
-    summary = {"accepted": report.accepted, "batches": len(report.task_ids), "unreadable": len(report.rejected)}
-    if args.wait:
-        results = api.wait(report.task_ids, timeout_s=args.timeout)
-        summary["indexed"] = sum(r["indexed"] for r in results)
-        summary["rejected"] = sum(r["rejected"] for r in results)
-        summary["errors"] = [e for r in results for e in r["errors"]][:20]
-        summary |= _near_duplicates_summary(args.index)
-    summary["unreadable_lines"] = report.rejected[:20]
-    print(json.dumps(summary, indent=2, ensure_ascii=False))
-    return 0
-
-
-def _near_duplicates_summary(index: str) -> dict:
-    """After an ingest: near-duplicate pairs of an index with semantic ids (none without)."""
-    from pipelines.engine.client import EngineClient
-    from pipelines.ingest import semantic_ids
-
-    with EngineClient(get_settings(), timeout_s=60.0) as engine:
-        if semantic_ids.index_quantizer(engine, index) is None:
-            return {}
-        engine.refresh(index)
-        pairs = semantic_ids.near_duplicates(engine, index)
-    return {"near_duplicates": len(pairs), "near_duplicate_pairs": [p.as_dict() for p in pairs[:20]]}
-
-
-def _reindex(args: argparse.Namespace) -> int:
-    from pipelines.ingest.reindex import ReindexError, reindex
-
-    try:
-        report = reindex(args.index, args.model, keep_old=args.keep_old, timeout_s=args.timeout)
-    except (ReindexError, FileNotFoundError) as exc:
-        print(f"reindex failed: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
-    return 0
-
-
-def _eval(args: argparse.Namespace) -> int:
-    from bench.eval_run import DEFAULT_DATA, run_eval
-
-    for name in args.benchmark:
-        report = run_eval(name, small=args.small, data_dir=args.data or DEFAULT_DATA, out_dir=args.out,
-                          reranker=args.reranker, reuse_index=args.reuse_index, limit=args.limit,
-                          only=args.method)
-        print(f"\n== {report['benchmark']}: {report['queries']} queries, {report['documents']} documents "
-              f"(ingest {report['ingest_s']} s)\n{report['table']}")
-    return 0
-
-
-def _templates(args: argparse.Namespace) -> int:
-    from pipelines.engine import templates
-    from pipelines.engine.client import EngineClient
-
-    with EngineClient(get_settings()) as engine:
-        if args.action == "apply":
-            for name in templates.apply(engine):
-                print("applied", name)
-            return 0
-        changes = templates.diff(engine)
-    for name, lines in changes.items():
-        print(name)
-        for line in lines:
-            print("   ", line)
-    print("in sync" if not changes else f"{len(changes)} template(s) differ")
-    return 1 if changes else 0
-
-
-def _kibana(args: argparse.Namespace) -> int:
-    from pipelines.kibana import import_saved_objects
-
-    result = import_saved_objects(args.url, api_key=args.api_key, space=args.space,
-                                  opensearch_dashboards=args.opensearch_dashboards)
-    print(json.dumps(result, indent=2))
-    return 0 if all(r.get("success") for r in result.values()) else 1
-
-
-def build_parser() -> argparse.ArgumentParser:
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``models`` on the ``polyseek`` parser."""
     from pipelines.models.export import DEFAULT_QUANT_SCHEME, QUANT_SCHEMES
-
-    parser = argparse.ArgumentParser(prog="polyseek", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("engine", help="local OpenSearch or Elasticsearch node on 127.0.0.1")
-    p.add_argument("action", choices=["start", "stop", "status"])
-    p.add_argument("--engine", choices=["opensearch", "elasticsearch"],
-                   help="engine to run (default: POLYSEEK_ENGINE); the URL stays POLYSEEK_ENGINE_URL")
-    p.add_argument("--version", help="engine version (default: POLYSEEK_ENGINE_VERSION, else the engine's default)")
-    p.add_argument("--json", action="store_true", help="status as JSON")
-    p.set_defaults(func=_engine)
-
-    p = sub.add_parser("broker", help="local redis for the Celery broker")
-    p.add_argument("action", choices=["start", "stop", "status"])
-    p.set_defaults(func=_broker)
 
     p = sub.add_parser("models", help="import, export to ONNX, quantize, verify models")
     p.add_argument("action", choices=["import", "export", "quantize", "verify", "list", "build", "train-sparse",
@@ -354,63 +202,3 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "settings.near_duplicate_cosine")
     p.add_argument("--same-lang", action="store_true", help="semantic-ids near-duplicates: one language only")
     p.set_defaults(func=_models)
-
-    p = sub.add_parser("templates", help="install es_templates/ on the engine, or show what differs")
-    p.add_argument("action", choices=["apply", "diff"])
-    p.set_defaults(func=_templates)
-
-    p = sub.add_parser("kibana", help="import the saved objects (data views, dashboards) into Kibana")
-    p.add_argument("action", choices=["import"])
-    p.add_argument("--url", required=True, help="Kibana (or OpenSearch Dashboards) base URL")
-    p.add_argument("--api-key")
-    p.add_argument("--space")
-    p.add_argument("--opensearch-dashboards", action="store_true", help="send osd-xsrf instead of kbn-xsrf")
-    p.set_defaults(func=_kibana)
-
-    p = sub.add_parser("serve", help="run the query service (Elasticsearch REST API)")
-    p.add_argument("--host")
-    p.add_argument("--port", type=int)
-    p.set_defaults(func=_serve)
-
-    p = sub.add_parser("worker", help="run an ingest worker (Celery)")
-    p.add_argument("--concurrency", type=int, default=1)
-    p.add_argument("--loglevel", default="info")
-    p.set_defaults(func=_worker)
-
-    p = sub.add_parser("ingest", help="enqueue a JSONL/CSV/Parquet file, or `ingest status`")
-    p.add_argument("file", help="path, or 'status'")
-    p.add_argument("--index", help="target index (status: filter)")
-    p.add_argument("--wait", action="store_true", help="wait until the workers have written everything")
-    p.add_argument("--timeout", type=float, default=600.0)
-    p.set_defaults(func=_ingest)
-
-    p = sub.add_parser("reindex", help="re-embed an index with another model behind its alias (zero downtime)")
-    p.add_argument("index", help="the alias (or the index created on first use) clients search")
-    p.add_argument("--model", required=True, help="dense model name in the model cache")
-    p.add_argument("--keep-old", action="store_true", help="keep the previous physical index")
-    p.add_argument("--timeout", type=float, default=3600.0)
-    p.set_defaults(func=_reindex)
-
-    p = sub.add_parser("eval", help="quality of every method on a dev benchmark, through the real stack")
-    p.add_argument("--benchmark", action="append", required=True,
-                   help="taxonomy-xling, taxonomy-xling-mixed or ikea-xling (repeatable)")
-    p.add_argument("--small", action="store_true", help="the CI slice")
-    p.add_argument("--data", type=Path, help="shared data folder (default ../shared/data)")
-    p.add_argument("--out", type=Path, default=Path("bench/results"))
-    p.add_argument("--reranker", help="cross-encoder name in the model cache")
-    p.add_argument("--reuse-index", action="store_true", help="skip ingest when the index is complete")
-    p.add_argument("--limit", type=int, help="queries per language (taxonomy) / pairs (IKEA)")
-    p.add_argument("--method", action="append",
-                   help="only this method (repeatable; kNN always runs as the paired reference), e.g. bm25, "
-                        "'hybrid (default)', 'engine score-sum'")
-    p.set_defaults(func=_eval)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
