@@ -69,7 +69,7 @@ test-elasticsearch: services models $(ES8_CLIENT)/elasticsearch
 	  $(ES8_ENV) $(POLYSEEK) engine stop; exit $$status
 
 demo: services models
-	$(PY) -m service.demo
+	$(PY) -m bench.demo
 
 bench: services models
 	$(PY) -m bench.run

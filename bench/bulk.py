@@ -18,8 +18,8 @@ from pathlib import Path
 
 from bench.corpus import products
 from bench.eval_run import DEFAULT_DATA
+from bench.runner import WorkerProcess, serve_in_thread
 from pipelines.settings import get_settings
-from service.runner import WorkerProcess, serve_in_thread
 
 
 def main(argv: list[str] | None = None) -> int:

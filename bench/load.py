@@ -33,12 +33,11 @@ import httpx
 from elasticsearch import ApiError, Elasticsearch, TransportError
 from tqdm import tqdm
 
+from bench.demo import CATALOG
 from bench.evaluate import percentile
+from bench.runner import WorkerProcess, free_port
 from pipelines.engine.client import EngineClient
 from pipelines.settings import get_settings
-from service.runner import WorkerProcess, free_port
-
-CATALOG = Path(__file__).resolve().parents[1] / "service" / "demo_data" / "catalog.jsonl"
 
 
 def start_service(port: int, log: Path) -> subprocess.Popen:

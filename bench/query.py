@@ -23,8 +23,8 @@ import httpx
 from bench.corpus import queries
 from bench.eval_run import DEFAULT_DATA
 from bench.evaluate import percentile
+from bench.runner import peak_rss_mb, serve_in_thread
 from pipelines.settings import get_settings
-from service.runner import peak_rss_mb, serve_in_thread
 
 
 def bodies(reranker: str | None) -> dict[str, tuple[str, callable]]:

@@ -27,14 +27,14 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from bench.demo import CATALOG
 from bench.eval_run import DEFAULT_DATA
 from pipelines.models.semantic_ids import fit
 from pipelines.models.training_data import read_ikea
 from pipelines.settings import get_settings
 
-CATALOG = Path(__file__).resolve().parents[1] / "service" / "demo_data" / "catalog.jsonl"
 LANGS = ("en", "de", "fr", "es", "ja", "zh")
-# the demo's queries (service/demo.py) and a few more, each with the product it asks for
+# the demo's queries (bench/demo.py) and a few more, each with the product it asks for
 DEMO_QUERIES = [("无线降噪耳机", "p000"), ("kabellose Kopfhörer", "p000"), ("silla de oficina ergonómica", "p018"),
                 ("防水アクションカメラ", "p008"), ("cafetière à piston", "p010"), ("robot vacuum", "p016"),
                 ("Wasserkocher mit Temperaturregelung", "p012"), ("tente de camping deux places", "p029"),
@@ -189,9 +189,9 @@ def collapse_report(url: str, index: str, queries: list[tuple[str, dict[str, flo
 
 
 def stack_report(docs: list[dict], groups: list[str], queries, index: str, codes: int | None) -> dict:
+    from bench.runner import serve_in_thread
     from pipelines.engine.client import EngineClient
     from pipelines.ingest import semantic_ids
-    from service.runner import serve_in_thread
 
     s = get_settings()
     url, stop = serve_in_thread(s)

@@ -24,8 +24,8 @@ os.environ["POLYSEEK_FEEDBACK_INDEX"] = f"test-{RUN}-feedback"
 os.environ["POLYSEEK_SEMANTIC_IDS_INDEX"] = f"test-{RUN}-semantic-ids"
 os.environ["POLYSEEK_INGEST_BATCH_SIZE"] = "16"
 
+from bench.runner import WorkerProcess, serve_in_thread  # noqa: E402
 from pipelines.settings import Settings, get_settings  # noqa: E402
-from service.runner import WorkerProcess, serve_in_thread  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -21,9 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.runner import free_port
 from pipelines.engine.templates import templates_for
 from pipelines.kibana import saved_objects
-from service.runner import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -475,7 +475,7 @@ def test_fuzz_bodies_never_5xx(catalog, svc):
 
 
 def test_msearch_without_index_searches_the_allow_list(settings, catalog, eng):
-    from service.runner import serve_in_thread
+    from bench.runner import serve_in_thread
 
     other = f"{catalog}-other"
     httpx.put(f"{eng}/{other}/_doc/x?refresh=true", json={"title": "office chair elsewhere"})

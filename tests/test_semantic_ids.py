@@ -115,7 +115,7 @@ from tests.conftest import ROOT, RUN  # noqa: E402
 
 PRODUCTS = ("p000", "p001", "p010", "p016", "p018", "p024", "p031", "p040")
 CATALOG = [{**d, "product": d["id"].split("-")[0]}  # the group key: one product's language versions share it
-           for d in map(json.loads, (ROOT / "service/demo_data/catalog.jsonl").read_text().splitlines())
+           for d in map(json.loads, (ROOT / "bench/demo_data/catalog.jsonl").read_text().splitlines())
            if d["id"].split("-")[0] in PRODUCTS]
 
 

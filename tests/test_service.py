@@ -239,7 +239,7 @@ def test_query_log_written(es, catalog, engine, settings):
 def test_api_key_auth(settings, catalog):
     from elasticsearch import Elasticsearch
 
-    from service.runner import serve_in_thread as serve
+    from bench.runner import serve_in_thread as serve
 
     url, stop = serve(settings.model_copy(update={"api_keys": ["s3cret"]}))
     try:
@@ -258,7 +258,7 @@ def test_api_key_auth(settings, catalog):
 def test_index_allow_list(settings, catalog):
     from elasticsearch import Elasticsearch
 
-    from service.runner import serve_in_thread as serve
+    from bench.runner import serve_in_thread as serve
 
     url, stop = serve(settings.model_copy(update={"index_allow_list": ["allowed-*"]}))
     try:
@@ -304,7 +304,7 @@ def test_text_similarity_reranker_orders_by_cross_encoder(es, catalog, tiny_rera
 
 def test_engine_down_gives_503_and_opens_the_circuit(settings):
     """A service whose engine does not answer (nothing listens on the port) answers 503 in ES format."""
-    from service.runner import free_port, serve_in_thread
+    from bench.runner import free_port, serve_in_thread
 
     url, stop = serve_in_thread(settings.model_copy(update={"engine_url": f"http://127.0.0.1:{free_port()}"}))
     try:
@@ -321,7 +321,7 @@ def test_engine_down_gives_503_and_opens_the_circuit(settings):
 
 
 def test_request_too_large(settings):
-    from service.runner import serve_in_thread
+    from bench.runner import serve_in_thread
 
     url, stop = serve_in_thread(settings.model_copy(update={"max_request_bytes": 1000}))
     try:

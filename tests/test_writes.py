@@ -460,7 +460,7 @@ def test_pending_writes_bookkeeping():
 
 def test_engine_down_write_is_503(settings):
     """A write the engine cannot take answers 503 in Elasticsearch's shape; nothing is claimed written."""
-    from service.runner import free_port, serve_in_thread
+    from bench.runner import free_port, serve_in_thread
 
     url, stop = serve_in_thread(settings.model_copy(update={"engine_url": f"http://127.0.0.1:{free_port()}"}))
     try:

@@ -12,9 +12,9 @@ import json
 import sys
 from pathlib import Path
 
+from bench.runner import WorkerProcess, serve_in_thread
 from pipelines.engine.client import EngineClient
 from pipelines.settings import get_settings
-from service.runner import WorkerProcess, serve_in_thread
 
 CATALOG = Path(__file__).with_name("demo_data") / "catalog.jsonl"
 INDEX = "demo-products"

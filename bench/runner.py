@@ -1,4 +1,8 @@
-"""Run the query service and an ingest worker from Python (demo, eval, benchmarks, tests)."""
+"""Run the query service and an ingest worker from Python, in a checkout: the demo, eval, benchmarks and tests.
+
+Not part of the product (the wheel ships no ``bench``): deployments run ``polyseek serve`` and
+``polyseek worker``; this starts the same two from a test or a benchmark and stops them again.
+"""
 
 from __future__ import annotations
 

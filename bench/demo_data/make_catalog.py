@@ -3,7 +3,7 @@
 Written for Polyseek: each product type below has a title and a short
 description in en, de, fr, es, ja and zh; every (type, language) pair becomes one
 listing with its own brand, price and id, so a query in one language has
-relevant listings in all the others.  Run: python service/demo_data/make_catalog.py
+relevant listings in all the others.  Run: python bench/demo_data/make_catalog.py
 """
 
 import json
