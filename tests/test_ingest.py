@@ -3,12 +3,62 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
 from pipelines.engine.launcher import LocalEngine
 from pipelines.ingest import api
+
+
+LAZY_CELERY = textwrap.dedent("""
+    import json, os
+    from pathlib import Path
+    from celery.signals import worker_process_init
+    from pipelines.ingest.celery_app import app
+    from pipelines.ingest.tasks import _load_encoder, index_batch
+    from pipelines.settings import get_settings
+
+    cache = Path(os.environ["POLYSEEK_CACHE_DIR"])
+    out = {"imported": {"configured": app.configured, "cache_dir": cache.exists()}}
+    os.environ["POLYSEEK_INGEST_MAX_RETRIES"] = "7"  # settings as they are at first use, not at import
+    get_settings.cache_clear()
+    out["first_use"] = {"broker": app.conf.broker_url, "queue": app.conf.task_default_queue,
+                        "cache_dir": cache.exists(), "max_retries": index_batch.max_retries}
+    os.environ["POLYSEEK_INGEST_MAX_RETRIES"] = "2"  # read when the task retries
+    get_settings.cache_clear()
+    out["retry_limit_later"] = index_batch.max_retries
+    worker_process_init.send(sender=None)  # no model in this cache: the worker still starts
+    out["encoders_without_model"] = _load_encoder.cache_info().currsize
+    os.environ["POLYSEEK_MODEL_DIR"] = os.environ["MODELS"]
+    get_settings.cache_clear()
+    worker_process_init.send(sender=None)
+    out["encoders_at_process_init"] = _load_encoder.cache_info().currsize
+    print(json.dumps(out))
+""")
+
+
+def test_celery_is_configured_on_first_use_not_at_import(settings, tmp_path: Path):
+    """Importing the app and its tasks reads no settings and creates no folder; the first use configures the
+    app from the settings object as it is then; the retry limit is read when a batch retries; a worker
+    process loads its encoder as it starts (worker_process_init), and starts without one."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POLYSEEK_")}
+    env |= {"POLYSEEK_CACHE_DIR": str(tmp_path / "cache"), "MODELS": str(settings.resolved_model_dir)}
+    proc = subprocess.run([sys.executable, "-c", LAZY_CELERY], env=env, capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["imported"] == {"configured": False, "cache_dir": False}
+    assert out["first_use"] == {"broker": f"sqla+sqlite:///{tmp_path / 'cache' / 'broker.sqlite'}",
+                                "queue": "polyseek-ingest", "cache_dir": True, "max_retries": 7}
+    assert out["retry_limit_later"] == 2
+    assert out["encoders_without_model"] == 0 and "no encoder loaded at worker start" in proc.stderr
+    assert out["encoders_at_process_init"] == 1
 
 
 def products(n: int, prefix: str) -> list[dict]:

@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any
 
 from celery import Task
+from celery.signals import worker_process_init
 
 from pipelines.encoders.dense import TextEncoder, open_encoder
 from pipelines.engine.client import EngineClient
@@ -165,9 +166,26 @@ def _batch_result(index: str, docs: list[Any], written: int, rejected: list[tupl
             "errors": [{"id": e.doc_id, "type": e.error_type, "reason": e.reason} for e, _ in rejected]}
 
 
-@app.task(bind=True, name="polyseek.index_batch", acks_late=True, reject_on_worker_lost=True,
-          autoretry_for=(EngineUnavailable,), retry_backoff=2, retry_backoff_max=60, retry_jitter=True,
-          max_retries=get_settings().ingest_max_retries)
+@worker_process_init.connect
+def load_worker_encoder(**_: Any) -> None:
+    """A worker process loads the default encoder as it starts (after the fork), not on its first batch."""
+    try:
+        worker_encoder()
+    except FileNotFoundError as exc:  # batches then dead-letter with model_missing, as process_batch says
+        log.warning("no encoder loaded at worker start: %s", exc)
+
+
+class IngestTask(Task):
+    """A task of the ingest queue: its retry limit is read from the settings when it retries."""
+
+    @property
+    def max_retries(self) -> int | None:  # type: ignore[override]
+        """``settings.ingest_max_retries`` (None: retry until the engine is back)."""
+        return get_settings().ingest_max_retries
+
+
+@app.task(bind=True, base=IngestTask, name="polyseek.index_batch", acks_late=True, reject_on_worker_lost=True,
+          autoretry_for=(EngineUnavailable,), retry_backoff=2, retry_backoff_max=60, retry_jitter=True)
 def index_batch(self: Task, index: str, docs: list[Any], model: str | None = None) -> dict[str, Any]:
     """Embed and write one batch of products into ``index`` (idempotent: ``_id`` = product id).
 
