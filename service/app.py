@@ -10,22 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import functools
 import json
 import logging
 import re
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipelines.encoders.cross import CrossEncoder, open_cross_encoder
 from pipelines.encoders.dense import TextEncoder, open_encoder
@@ -570,9 +574,9 @@ async def passthrough(request: Request) -> Response:
     return Response(resp.body, status_code=resp.status, headers=headers)
 
 
-def _guard(request: Request, settings: Settings) -> None:
-    """Auth, index allow-list, admin and script endpoints, request size."""
-    if settings.api_keys and request.url.path != HEALTH_PATH:
+async def _guard(request: Request, settings: Settings) -> None:
+    """Auth, index allow-list, admin and script endpoints, request size, scripts in search bodies."""
+    if settings.api_keys:
         auth = request.headers.get("authorization", "")
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "apikey" or token not in settings.api_keys:
@@ -593,6 +597,66 @@ def _guard(request: Request, settings: Settings) -> None:
                                   f"[{request.method} {path}] is disabled on this service (allow_admin_passthrough)")
     if not settings.allow_scripts and any(p.fullmatch(path) for p in SCRIPT_ENDPOINTS):
         raise SearchError(403, "security_exception", f"[{path}] is disabled on this service (allow_scripts)")
+    if not settings.allow_scripts and request.method in ("POST", "PUT", "GET") \
+            and path.endswith(("_search", "_msearch", "_count")):
+        body = await request.body()  # kept on the request: the endpoint reads it again
+        if b"script" in body and _contains_script(_loads_lenient(body)):
+            raise SearchError(403, "security_exception", "scripts are disabled on this service (allow_scripts)")
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def guarded(settings: Settings, endpoint: Endpoint) -> Endpoint:
+    """``endpoint`` behind the service's guards (:func:`_guard`); a refusal raises, and the exception
+    handlers answer it."""
+
+    @functools.wraps(endpoint)
+    async def guarded_endpoint(request: Request) -> Response:
+        await _guard(request, settings)
+        return await endpoint(request)
+
+    return guarded_endpoint
+
+
+async def api_error(request: Request, exc: ApiError) -> Response:
+    """Every :class:`ApiError` raised while answering (the service's own, the engine's) in Elasticsearch's
+    error shape, with its status and headers."""
+    return error_response(exc.status, exc.error_type, exc.reason, headers=exc.extra.get("header"))
+
+
+async def http_error(request: Request, exc: HTTPException) -> Response:
+    """Starlette's own refusals (a method no route takes: 405) as Elasticsearch answers them."""
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        return JSONResponse({"error": f"Incorrect HTTP method for uri [{request.url.path}] and method "
+                                      f"[{request.method}], allowed: [{allowed}]", "status": 405},
+                            status_code=405, headers=exc.headers)
+    return error_response(exc.status_code, "status_exception", exc.detail, headers=exc.headers)
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    """Anything else: an Elasticsearch-shaped 500. Starlette's ServerErrorMiddleware sends it, outside every
+    middleware (so it carries the product header itself), then raises the error again for the server's log."""
+    return error_response(500, "exception", f"{type(exc).__name__}: {exc}", headers=PRODUCT_HEADERS)
+
+
+class ProductHeader:
+    """ASGI middleware: every answer carries ``X-Elastic-Product: Elasticsearch`` (the stock clients check it)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).update(PRODUCT_HEADERS)
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -605,50 +669,33 @@ def create_app(settings: Settings | None = None) -> Starlette:
         yield
         await app.state.polyseek.close()
 
-    routes = [
-        Route(HEALTH_PATH, health_endpoint, methods=["GET"]),
-        Route("/_polyseek/ingest/status", ingest_status_endpoint, methods=["GET"]),
-        Route("/{index}/_polyseek/ingest/status", ingest_status_endpoint, methods=["GET"]),
-        Route("/_polyseek/feedback", feedback_endpoint, methods=["POST"]),
-        Route("/{index}/_polyseek/near_duplicates", near_duplicates_endpoint, methods=["GET"]),
-        Route("/_search", search_endpoint, methods=["GET", "POST"]),
-        Route("/{index}/_search", search_endpoint, methods=["GET", "POST"]),
-        Route("/_msearch", msearch_endpoint, methods=["GET", "POST"]),
-        Route("/{index}/_msearch", msearch_endpoint, methods=["GET", "POST"]),
-        Route("/_bulk", bulk_endpoint, methods=["POST", "PUT"]),
-        Route("/{index}/_bulk", bulk_endpoint, methods=["POST", "PUT"]),
-        Route("/{index}/_doc", doc_write_endpoint, methods=["POST"]),
-        Route("/{index}/_doc/{id}", doc_write_endpoint, methods=["PUT", "POST"]),
-        Route("/{index}/_create/{id}", doc_write_endpoint, methods=["PUT", "POST"]),
-        Route("/{index}/_update/{id}", doc_write_endpoint, methods=["POST"]),
-        Route("/{index}/_doc/{id}", settled_passthrough, methods=["GET", "HEAD", "DELETE"]),
-        Route("/{index}/_source/{id}", settled_passthrough, methods=["GET", "HEAD"]),
-        Route("/_refresh", settled_passthrough, methods=["GET", "POST"]),
-        Route("/{index}/_refresh", settled_passthrough, methods=["GET", "POST"]),
-        Route("/{path:path}", passthrough, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]),
-    ]
-    async def elasticsearch_manners(request: Request, call_next):
-        """Guards, ES error shape for everything raised, and the product header on every answer."""
-        try:
-            _guard(request, settings)
-            if not settings.allow_scripts and request.method in ("POST", "PUT", "GET") \
-                    and request.url.path.endswith(("_search", "_msearch", "_count")):
-                body = await request.body()
-                if b"script" in body and _contains_script(_loads_lenient(body)):
-                    raise SearchError(403, "security_exception", "scripts are disabled on this service (allow_scripts)")
-            response = await call_next(request)
-        except ApiError as exc:
-            response = error_response(exc.status, exc.error_type, exc.reason)
-            for k, v in exc.extra.get("header", {}).items():
-                response.headers[k] = v
-        except Exception as exc:  # noqa: BLE001 - the client gets an ES-shaped 500
-            log.exception("unhandled error on %s %s", request.method, request.url.path)
-            response = error_response(500, "exception", f"{type(exc).__name__}: {exc}")
-        response.headers.update(PRODUCT_HEADERS)
-        return response
+    def guard(endpoint: Endpoint) -> Endpoint:
+        return guarded(settings, endpoint)
 
-    return Starlette(routes=routes, lifespan=lifespan,
-                     middleware=[Middleware(BaseHTTPMiddleware, dispatch=elasticsearch_manners)])
+    routes = [  # all but the health route behind the guards
+        Route(HEALTH_PATH, health_endpoint, methods=["GET"]),
+        Route("/_polyseek/ingest/status", guard(ingest_status_endpoint), methods=["GET"]),
+        Route("/{index}/_polyseek/ingest/status", guard(ingest_status_endpoint), methods=["GET"]),
+        Route("/_polyseek/feedback", guard(feedback_endpoint), methods=["POST"]),
+        Route("/{index}/_polyseek/near_duplicates", guard(near_duplicates_endpoint), methods=["GET"]),
+        Route("/_search", guard(search_endpoint), methods=["GET", "POST"]),
+        Route("/{index}/_search", guard(search_endpoint), methods=["GET", "POST"]),
+        Route("/_msearch", guard(msearch_endpoint), methods=["GET", "POST"]),
+        Route("/{index}/_msearch", guard(msearch_endpoint), methods=["GET", "POST"]),
+        Route("/_bulk", guard(bulk_endpoint), methods=["POST", "PUT"]),
+        Route("/{index}/_bulk", guard(bulk_endpoint), methods=["POST", "PUT"]),
+        Route("/{index}/_doc", guard(doc_write_endpoint), methods=["POST"]),
+        Route("/{index}/_doc/{id}", guard(doc_write_endpoint), methods=["PUT", "POST"]),
+        Route("/{index}/_create/{id}", guard(doc_write_endpoint), methods=["PUT", "POST"]),
+        Route("/{index}/_update/{id}", guard(doc_write_endpoint), methods=["POST"]),
+        Route("/{index}/_doc/{id}", guard(settled_passthrough), methods=["GET", "HEAD", "DELETE"]),
+        Route("/{index}/_source/{id}", guard(settled_passthrough), methods=["GET", "HEAD"]),
+        Route("/_refresh", guard(settled_passthrough), methods=["GET", "POST"]),
+        Route("/{index}/_refresh", guard(settled_passthrough), methods=["GET", "POST"]),
+        Route("/{path:path}", guard(passthrough), methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(ProductHeader)],
+                     exception_handlers={ApiError: api_error, HTTPException: http_error, Exception: server_error})
 
 
 def _loads_lenient(body: bytes) -> Any:

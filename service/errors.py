@@ -19,8 +19,10 @@ class SearchError(ApiError):
     """An error the service itself raises: an HTTP status, an Elasticsearch error type and a reason."""
 
 
-def error_response(status: int, error_type: str, reason: str, **extra: Any) -> JSONResponse:
-    return JSONResponse(error_body(status, error_type, reason, **extra), status_code=status)
+def error_response(status: int, error_type: str, reason: str, headers: dict[str, str] | None = None,
+                   **extra: Any) -> JSONResponse:
+    """An error answer in Elasticsearch's shape (:func:`error_body`), with ``headers``."""
+    return JSONResponse(error_body(status, error_type, reason, **extra), status_code=status, headers=headers)
 
 
 def bad_request(reason: str, error_type: str = "parsing_exception") -> SearchError:

@@ -332,6 +332,36 @@ def test_request_too_large(settings):
         stop()
 
 
+def test_errors_answer_in_elasticsearch_shape_with_the_product_header(settings):
+    """The exception handlers: a refusal (401, with its WWW-Authenticate), a method no route takes (405, worded
+    as Elasticsearch words it) and an unexpected error (500) answer in Elasticsearch's shape, each with the
+    product header the stock clients check."""
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from service.app import create_app
+
+    async def boom(request):
+        raise RuntimeError("boom")
+
+    app = create_app(settings.model_copy(update={"api_keys": ["s3cret"]}))
+    app.router.routes.insert(0, Route("/_boom", boom))
+    client = TestClient(app, raise_server_exceptions=False)  # no lifespan: nothing here reaches the engine
+    key = {"Authorization": "ApiKey s3cret"}
+    answers = {"401": client.get("/products/_search"), "405": client.options("/products/_search", headers=key),
+               "500": client.get("/_boom", headers=key)}
+    assert all(r.headers["x-elastic-product"] == "Elasticsearch" for r in answers.values())
+    assert answers["401"].status_code == 401 and answers["401"].headers["www-authenticate"] == "ApiKey"
+    assert answers["401"].json()["error"]["root_cause"][0]["type"] == "security_exception"
+    assert answers["405"].status_code == 405 and answers["405"].json()["status"] == 405
+    assert answers["405"].json()["error"].startswith(
+        "Incorrect HTTP method for uri [/products/_search] and method [OPTIONS], allowed: [")
+    assert "POST" in answers["405"].headers["allow"]
+    assert answers["500"].status_code == 500
+    assert answers["500"].json()["error"] == {"root_cause": [{"type": "exception", "reason": "RuntimeError: boom"}],
+                                              "type": "exception", "reason": "RuntimeError: boom"}
+
+
 def test_feedback_against_a_search_becomes_a_training_pair(es, catalog, service_url, engine, settings):
     from pipelines.models.feedback_pairs import query_log_pairs
 
