@@ -48,7 +48,7 @@ T = TypeVar("T")
 # requests that change which indices an expression names, or their mappings (method, path regex)
 _INDEX_CHANGES = [(m, re.compile(p)) for m, p in [
     ("PUT|DELETE", r"/[^_/][^/]*/?"), ("PUT|POST", r"/[^/]+/_mappings?/?"), ("POST", r"/_aliases/?"),
-    ("PUT|POST|DELETE", r"/[^/]+/_aliases?(/[^/]*)?/?"), ("POST", r"/[^/]+/_(close|open|rollover)(/.*)?")]]
+    ("PUT|POST|DELETE", r"/[^/]+/_alias(es)?(/[^/]*)?/?"), ("POST", r"/[^/]+/_(close|open|rollover)(/.*)?")]]
 
 
 @dataclass(frozen=True)
