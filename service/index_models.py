@@ -89,7 +89,7 @@ class IndexModels:
         self.ttl_s = ttl_s
         self.timeout_s = timeout_s
         self._kept: dict[str, IndexModel] = {}
-        self._reading: dict[str, asyncio.Future[IndexModel]] = {}
+        self._reading: dict[str, asyncio.Task[IndexModel]] = {}
 
     def clear(self) -> None:
         """Forget every entry (indices or aliases changed through this service)."""
@@ -103,25 +103,24 @@ class IndexModels:
         return await self.read(expression)
 
     async def read(self, expression: str) -> IndexModel:
-        """Read ``expression``'s mapping now and keep what it says (not kept when it is not there)."""
-        if expression in self._reading:
-            return await asyncio.shield(self._reading[expression])
-        future = asyncio.get_running_loop().create_future()
-        self._reading[expression] = future
-        try:
-            entry = await self._read(expression)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
-            raise
-        finally:
-            del self._reading[expression]
-        future.set_result(entry)
+        """Read ``expression``'s mapping now and keep what it says (not kept when it is not there).
+        One read runs per expression at a time; a caller that goes away does not cancel it."""
+        task = self._reading.get(expression)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._read(expression))
+            self._reading[expression] = task
+            task.add_done_callback(lambda done: self._read_done(expression, done))
+        return await asyncio.shield(task)
+
+    def _read_done(self, expression: str, task: asyncio.Task[IndexModel]) -> None:
+        del self._reading[expression]
+        if task.cancelled() or task.exception() is not None:  # retrieved: the callers were told
+            return
+        entry = task.result()
         if entry.kept:
             self._kept[expression] = entry
         else:
             self._kept.pop(expression, None)
-        return entry
 
     async def _read(self, expression: str) -> IndexModel:
         resp = await self.engine.request("GET", f"/{expression}/_mapping", timeout_s=self.timeout_s)

@@ -104,3 +104,13 @@ def test_an_alias_switch_is_seen_by_the_next_search(engine, encoder, catalog, se
 ])
 def test_index_changes_through_the_service_are_recognised(method, path, changes):
     assert changes_indices(method, path) is changes
+
+
+def test_concurrent_first_searches_read_the_mapping_once(catalog, service, engine_calls):
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = {"retriever": {"standard": {"query": {"match": {"title": "chair"}}}}, "size": 2}
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: search(service, catalog, body), range(8)))
+    assert all(a.status_code == 200 and a.json()["hits"]["hits"] for a in answers)
+    assert engine_calls.count(("GET", f"/{catalog}/_mapping")) == 1, engine_calls
