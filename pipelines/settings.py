@@ -166,6 +166,10 @@ class Settings(BaseSettings):
                            "connection is not counted); a timeout answers 504 and does not open the circuit. "
                            "bench.load, 200 clients on 2 cores: at 10 s and 30 s abandoned engine calls snowballed "
                            "(1-3% 504s, p95 50 s); at 120 s none timed out and p95 was 19 s.")
+    index_model_ttl_s: float = Field(
+        60.0, description="How long the query service keeps an index's model (read from its mapping) without "
+                          "reading it again; a reindex's alias switch is seen sooner, by the next search's hits "
+                          "(service/index_models.py).")
     max_request_bytes: int = Field(100 * 1024 * 1024)
     query_log: bool = Field(True)
 

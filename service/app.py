@@ -35,18 +35,19 @@ from pipelines.encoders.cross import CrossEncoder, open_cross_encoder
 from pipelines.encoders.dense import TextEncoder, open_encoder
 from pipelines.engine.breaker import CircuitBreaker
 from pipelines.engine.client import EngineClient
-from pipelines.engine.dialect import dialect_for, load_template, models_of
+from pipelines.engine.dialect import dialect_for, load_template
 from pipelines.engine.errors import ApiError, EngineError, from_response
 from pipelines.engine.transport import AsyncEngine
 from pipelines.ingest.documents import detect_language
 from pipelines.models.card import model_paths
 from pipelines.settings import Settings, get_settings
 from service import feedback
+from service import index_models
 from service import search as search_mod
 from service import source as source_mod
 from service import writes
 from service.errors import SearchError, error_body, error_response
-from service.retrievers import SearchContext
+from service.retrievers import MSEARCH_HEADER_PARAMS, SearchContext
 
 log = logging.getLogger(__name__)
 PRODUCT_HEADERS = {"X-Elastic-Product": "Elasticsearch"}
@@ -82,6 +83,8 @@ class Polyseek:
         self._log_tasks: set[asyncio.Task] = set()
         self._engine_client: EngineClient | None = None
         self.pending = writes.PendingWrites()
+        self.index_models = index_models.IndexModels(self.engine, ttl_s=settings.index_model_ttl_s,
+                                                     timeout_s=settings.stage_timeout_s)
 
     @property
     def engine_client(self) -> EngineClient:
@@ -145,27 +148,23 @@ class Polyseek:
                 "within_knn": s.hybrid_within_knn, "exact_field": s.hybrid_exact_field,
                 "num_candidates": s.hybrid_num_candidates}
 
-    async def index_model(self, index: str) -> str | None:
-        """The dense model the index records in its mapping (read per search: after a reindex
-        switches an alias, the next query already embeds with the new model)."""
-        resp = await self.engine.request("GET", f"/{index}/_mapping", timeout_s=self.settings.stage_timeout_s)
-        if resp.status != 200:
-            return None  # the search itself reports a missing index
-        found = models_of(resp.json())
-        if len(found) > 1:
-            raise SearchError(400, "illegal_argument_exception",
-                              f"indices [{index}] were embedded by different models {sorted(found)}; "
-                              "search them separately or give [model_id]")
-        return found.pop() if found else None
-
-    async def context(self, index: str) -> tuple[SearchContext, dict[str, Any]]:
-        """A search context for ``index`` and the hybrid defaults of its model."""
-        model = await self.index_model(index)
+    def context(self, index: str, model: str | None) -> tuple[SearchContext, dict[str, Any]]:
+        """A search context for ``index`` embedded by ``model`` and the hybrid defaults of the model."""
         ctx = SearchContext(
             engine=self.engine, dialect=self.dialect, index=index, timeout_s=self.settings.stage_timeout_s,
             encode_query=lambda text, model_id: self.dense(model_id or model).encode_query(text),
             rerank=lambda q, texts, model_id: self.cross(model_id).score(q, texts))
         return ctx, self.hybrid_defaults(model)
+
+    async def search(self, index: str, body: dict[str, Any],
+                     opts: search_mod.SearchOptions) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A service-run search on ``index`` with the model its mapping records (kept between searches:
+        :mod:`service.index_models`); the answer and the query-log record."""
+        async def attempt(entry: index_models.IndexModel) -> tuple[tuple[dict, dict], set[str]]:
+            ctx, defaults = self.context(index, entry.model)
+            return await search_mod.execute(body, ctx, defaults, opts), ctx.answered_by
+
+        return await self.index_models.run(index, attempt)
 
     def log_query(self, index: str, record: dict[str, Any], status: int) -> None:
         """Write one query-log record in the background; never fails the search."""
@@ -266,8 +265,7 @@ async def search_endpoint(request: Request) -> Response:
     if not search_mod.needs_service(body):
         return await passthrough(request)
     body, opts = search_mod.apply_url_params(body, request.query_params, request.url.path)
-    ctx, defaults = await ps.context(index)
-    response, record = await search_mod.execute(body, ctx, defaults, opts)
+    response, record = await ps.search(index, body, opts)
     search_id = uuid.uuid4().hex
     record = {**record, "search_id": search_id, "opaque_id": request.headers.get("x-opaque-id")}
     ps.log_query(index, record, 200)
@@ -308,14 +306,11 @@ async def feedback_endpoint(request: Request) -> Response:
 
 
 # URL parameters of _msearch (all go to the engine's _msearch; the service applies the answer-shaping
-# ones to the items it runs) and header keys of one item that the service forwards to the engine
+# ones to the items it runs); the header keys of one item the service forwards: MSEARCH_HEADER_PARAMS
 MSEARCH_PARAMS = frozenset({"max_concurrent_searches", "max_concurrent_shard_requests", "pre_filter_shard_size",
                             "search_type", "ccs_minimize_roundtrips", "rest_total_hits_as_int", "typed_keys",
                             "ignore_unavailable", "allow_no_indices", "expand_wildcards", "ignore_throttled",
                             "routing"})
-MSEARCH_HEADER_PARAMS = frozenset({"search_type", "request_cache", "routing", "preference", "ignore_unavailable",
-                                   "allow_no_indices", "expand_wildcards", "allow_partial_search_results",
-                                   "ccs_minimize_roundtrips", "ignore_throttled"})
 
 
 def _parse_msearch(raw: bytes) -> list[tuple[dict, dict]]:
@@ -359,8 +354,7 @@ async def _service_item(ps: Polyseek, index: str, head: dict, body: dict,
                                         engine_params={**url_opts.engine_params, **params})
         if opts.total_as_int:
             body = search_mod.total_as_int_body(body)
-        ctx, defaults = await ps.context(index)
-        resp, record = await search_mod.execute(body, ctx, defaults, opts)
+        resp, record = await ps.search(index, body, opts)
         ps.log_query(index, record, 200)
         return {**resp, "status": 200}
     except ApiError as exc:
@@ -563,6 +557,8 @@ async def passthrough(request: Request) -> Response:
         params = [(k, v) for k, v in sent.params if k != "filter_path"]
     forwarded = {k: v for k, v in request.headers.items() if k not in PASSTHROUGH_DROP_HEADERS}
     resp = await ps.engine.request(request.method, path, params=params, content=body or None, headers=forwarded)
+    if index_models.changes_indices(request.method, path):
+        ps.index_models.clear()
     headers = {k: v for k, v in resp.headers.items() if k.lower() in ("content-type", "warning", "location")}
     if documents and request.method != "HEAD" and resp.body:
         hidden = source_mod.hide_answer(path, resp.body, rule)

@@ -3,7 +3,12 @@
 Supported: ``standard`` (any query DSL, with ``sparse_vector`` queries rewritten to
 ``rank_feature`` clauses), ``knn`` (``query_vector`` or ``query_vector_builder``),
 ``sparse`` (shorthand for a standard retriever with one ``sparse_vector`` query),
-``rrf``, ``linear`` and ``text_similarity_reranker``.  Leaves return ranked
+``rrf``, ``linear`` and ``text_similarity_reranker``.
+
+A tree runs in two steps, as Elasticsearch's compound retrievers do: :func:`prepare` builds
+every leaf's engine search (embedding the query texts concurrently), then every leaf of the
+whole tree goes to the engine in **one** ``_msearch`` (:meth:`SearchContext.msearch`) and
+:func:`evaluate` fuses (and reranks) the answers bottom-up.  Leaves answer ranked
 ``(id, score)`` lists; the caller fetches sources for the final page.
 """
 
@@ -20,8 +25,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from pipelines.encoders.cross import rerank_fields, rerank_text
 from pipelines.engine.dialect import Dialect
-from pipelines.engine.errors import ApiError, from_response
-from pipelines.engine.transport import AsyncEngine
+from pipelines.engine.errors import EngineError, EngineRequestError, from_response
+from pipelines.engine.transport import AsyncEngine, encode_json
 from pipelines.ingest.documents import CHUNKS_FIELD, SPARSE_FIELD, VECTOR_FIELD
 from service import fusion
 from service.fusion import Normalizer
@@ -30,6 +35,13 @@ from service.errors import SearchError, bad_request
 Ranked = fusion.Ranked
 LEAVES = ("standard", "knn", "sparse")
 COMPOUNDS = ("rrf", "linear", "text_similarity_reranker")
+# URL parameters of a search that an ``_msearch`` item takes in its header (the engine refuses
+# other header keys); a search with another one (``batched_reduce_size``) runs as separate ``_search``es
+MSEARCH_HEADER_PARAMS = frozenset({"search_type", "request_cache", "routing", "preference", "ignore_unavailable",
+                                   "allow_no_indices", "expand_wildcards", "allow_partial_search_results",
+                                   "ccs_minimize_roundtrips", "ignore_throttled"})
+# URL parameters of a search that ``_msearch`` takes on its own URL, for all of its items
+MSEARCH_URL_PARAMS = frozenset({"max_concurrent_shard_requests", "pre_filter_shard_size"})
 
 
 @dataclass
@@ -53,19 +65,40 @@ class SearchContext:
     timed_out: bool = False  # a leaf search answered ``timed_out: true``
     lexical: list[dict] = field(default_factory=list)  # filtered queries of standard/sparse leaves
     score_cut: bool = False  # a retriever dropped documents by score (min_score): count the fused list
+    answered_by: set[str] = field(default_factory=set)  # physical indices that answered hits (``_index``)
 
     async def search(self, body: dict[str, Any], **params: str) -> dict[str, Any]:
         """One ``_search`` on the context's index with the request's URL params (and ``params``);
         errors as :func:`engine_error`."""
         resp = await self.engine.request("POST", f"/{self.index}/_search", json_body=body,
                                          params={**self.params, **params} or None, timeout_s=self.timeout_s)
-        try:
-            data = resp.json() or {}
-        except ValueError:
-            data = {"error": resp.text[:500]}
-        if resp.status >= 400:
+        return self._answer(resp.status, _parsed(resp))
+
+    async def msearch(self, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The answers to ``bodies``, searched on the context's index in one ``_msearch`` (one round
+        trip; the engine runs the items concurrently).  The first failed item (in order) is raised as
+        :func:`engine_error`, as its own ``_search`` would have been.  With a URL parameter ``_msearch``
+        cannot carry, the bodies go as concurrent ``_search``es instead."""
+        if len(bodies) < 2 or set(self.params) - MSEARCH_HEADER_PARAMS - MSEARCH_URL_PARAMS:
+            return list(await asyncio.gather(*(self.search(b) for b in bodies)))
+        head = encode_json({"index": self.index, **{k: _header_value(v) for k, v in self.params.items()
+                                                    if k in MSEARCH_HEADER_PARAMS}})
+        ndjson = b"".join(head + b"\n" + encode_json(b) + b"\n" for b in bodies)
+        url = {k: v for k, v in self.params.items() if k in MSEARCH_URL_PARAMS}
+        resp = await self.engine.request("POST", "/_msearch", content=ndjson, params=url or None,
+                                         timeout_s=self.timeout_s)
+        data = _parsed(resp)
+        items = data.get("responses") if resp.status < 400 and isinstance(data, dict) else None
+        if not isinstance(items, list) or len(items) != len(bodies):
             raise engine_error(resp.status, data)
+        return [self._answer(int(item.get("status", 200)), item) for item in items]
+
+    def _answer(self, status: int, data: dict[str, Any]) -> dict[str, Any]:
+        """A search answer checked: errors raised, ``timed_out`` and the answering indices noted."""
+        if status >= 400 or "error" in data:
+            raise engine_error(status, data)
         self.timed_out |= bool(data.get("timed_out"))
+        self.answered_by.update(h["_index"] for h in (data.get("hits") or {}).get("hits") or () if "_index" in h)
         return data
 
     def record(self, name: str, started: float, ranked: Ranked) -> None:
@@ -82,15 +115,28 @@ CLIENT_ERROR_TYPES = frozenset({"illegal_argument_exception", "parsing_exception
                                 "mapper_parsing_exception", "search_context_exception"})
 
 
-def engine_error(status: int, data: Any) -> ApiError:
+def engine_error(status: int, data: Any) -> EngineError:
     """A search's error answer (:func:`~pipelines.engine.errors.from_response`), except that a 500
     caused by the request becomes a 400, as Elasticsearch answers it."""
     err = data.get("error") if isinstance(data, dict) else None
     causes = (err.get("root_cause") or [{}]) if isinstance(err, dict) else [{}]
     cause = causes[0] if isinstance(causes[0], dict) else {}
     if status >= 500 and cause.get("type") in CLIENT_ERROR_TYPES:
-        return SearchError(400, cause["type"], str(cause.get("reason", "")))
+        return EngineRequestError(400, cause["type"], str(cause.get("reason", "")), body=data)
     return from_response(status, data)
+
+
+def _parsed(resp: Any) -> Any:
+    """An engine answer's JSON (its text as the error when it is not JSON)."""
+    try:
+        return resp.json() or {}
+    except ValueError:
+        return {"error": resp.text[:500]}
+
+
+def _header_value(value: str) -> Any:
+    """A URL parameter's value as an ``_msearch`` header holds it (booleans as JSON booleans)."""
+    return {"true": True, "false": False}.get(value, value)
 
 
 def _one_key(spec: Any, what: str) -> tuple[str, dict]:
@@ -379,17 +425,50 @@ def _hits_to_ranked(resp: dict) -> Ranked:
     return [(h["_id"], float(h["_score"] or 0.0)) for h in resp["hits"]["hits"]]
 
 
-async def _search_ids(ctx: SearchContext, query: dict, size: int, min_score: float | None = None) -> Ranked:
+def _ids_body(ctx: SearchContext, query: dict, size: int, min_score: float | None = None) -> dict[str, Any]:
+    """A leaf's engine search: ranked ids and scores only."""
     body: dict[str, Any] = {"query": query, "size": size, "_source": False, "track_total_hits": False}
     if min_score is not None:
         body["min_score"] = min_score
     if ctx.search_timeout is not None:
         body["timeout"] = ctx.search_timeout
-    return _hits_to_ranked(await ctx.search(body))
+    return body
 
 
-async def run(spec: dict, ctx: SearchContext, window: int, name: str | None = None) -> Ranked:
-    """Execute one retriever (sub)tree (validated by :func:`parse`), returning up to ``window`` ranked ids."""
+@dataclass
+class Leaf:
+    """A leaf retriever ready to run: its engine search and, once sent, the engine's answer."""
+
+    name: str
+    body: dict[str, Any]
+    started: float  # when its preparation began (the stage's time includes embedding the query)
+    k: int | None = None  # kNN: the top k of the answer count
+    answer: dict[str, Any] | None = None
+
+
+@dataclass
+class Compound:
+    """``rrf``/``linear``/``text_similarity_reranker`` ready to run: its (validated) body and its
+    children's plans, in the order of the body's ``retrievers`` (the reranker: one)."""
+
+    kind: str
+    body: dict[str, Any]
+    children: list[Plan]
+    window: int
+    started: float
+
+
+Plan = Leaf | Compound
+
+
+def leaves(plan: Plan) -> list[Leaf]:
+    """The leaves of a plan, in the tree's order."""
+    return [plan] if isinstance(plan, Leaf) else [leaf for child in plan.children for leaf in leaves(child)]
+
+
+async def prepare(spec: dict, ctx: SearchContext, window: int) -> Plan:
+    """A retriever (sub)tree (validated by :func:`parse`) as a plan: every leaf's engine search built,
+    the query texts embedded concurrently; nothing is searched yet."""
     kind, body = _one_key(spec, "retriever")
     started = time.perf_counter()
     if kind == "standard":
@@ -398,17 +477,14 @@ async def run(spec: dict, ctx: SearchContext, window: int, name: str | None = No
         filtered = _filtered(await rewrite_sparse(query, ctx), ctx, body.get("filter"))
         ctx.lexical.append(filtered)
         ctx.score_cut |= body.get("min_score") is not None
-        ranked = await _search_ids(ctx, filtered, window, body.get("min_score"))
-        ctx.record(name or ("sparse" if "sparse_vector" in str(query) else "bm25"), started, ranked)
-        return ranked
+        return Leaf("sparse" if "sparse_vector" in str(query) else "bm25",
+                    _ids_body(ctx, filtered, window, body.get("min_score")), started)
     if kind == "sparse":
         sv = {"field": body.get("field", SPARSE_FIELD),
               **{k: v for k, v in body.items() if k not in ("field", "filter")}}
         query = _filtered(await rewrite_sparse({"sparse_vector": sv}, ctx), ctx, body.get("filter"))
         ctx.lexical.append(query)
-        ranked = await _search_ids(ctx, query, window)
-        ctx.record(name or "sparse", started, ranked)
-        return ranked
+        return Leaf("sparse", _ids_body(ctx, query, window), started)
     if kind == "knn":
         if "query_vector" in body:
             vector = body["query_vector"]
@@ -427,13 +503,32 @@ async def run(spec: dict, ctx: SearchContext, window: int, name: str | None = No
             clause = ctx.dialect.best_chunk_knn_query(VECTOR_FIELD, CHUNKS_FIELD, vector, k, num_candidates, flt)
         else:
             clause = ctx.dialect.knn_query(body["field"], vector, k, num_candidates, flt)
-        ranked = (await _search_ids(ctx, clause, k, body.get("similarity")))[:k]
-        ctx.record(name or "knn", started, ranked)
+        return Leaf("knn", _ids_body(ctx, clause, k, body.get("similarity")), started, k=k)
+    if kind in ("rrf", "linear"):
+        sub_window = int(body.get("rank_window_size", window))
+        children = await asyncio.gather(*(prepare(_unwrap(s)[0], ctx, sub_window) for s in body["retrievers"]))
+        return Compound(kind, body, list(children), window, started)
+    if kind == "text_similarity_reranker":
+        rerank_window = int(body.get("rank_window_size", 10))
+        child = await prepare(body["retriever"], ctx, max(rerank_window, window))
+        ctx.score_cut |= body.get("min_score") is not None
+        return Compound(kind, body, [child], window, started)
+    raise SearchError(400, "x_content_parse_exception", f"unknown retriever [{kind}]")
+
+
+async def evaluate(plan: Plan, ctx: SearchContext) -> Ranked:
+    """The ranked ids of a plan whose leaves have their answers: leaves cut to k, compounds fused
+    (or reranked) bottom-up."""
+    if isinstance(plan, Leaf):
+        ranked = _hits_to_ranked(plan.answer or {"hits": {"hits": []}})
+        ranked = ranked[:plan.k] if plan.k is not None else ranked
+        ctx.record(plan.name, plan.started, ranked)
         return ranked
+    kind, body, window = plan.kind, plan.body, plan.window
     if kind in ("rrf", "linear"):
         sub_window = int(body.get("rank_window_size", window))
         subs = [_unwrap(s) for s in body["retrievers"]]
-        lists = await asyncio.gather(*(run(s, ctx, sub_window) for s, _, _ in subs))
+        lists = await asyncio.gather(*(evaluate(child, ctx) for child in plan.children))
         weights = [w for _, w, _ in subs]
         if body.get("agreement_gate"):
             gate = body["agreement_gate"]
@@ -447,29 +542,44 @@ async def run(spec: dict, ctx: SearchContext, window: int, name: str | None = No
             default_norm = body.get("normalizer", "none")
             fused = fusion.linear(lists, weights, [n or default_norm for _, _, n in subs], sub_window, within)
         ranked = fused[:max(window, sub_window)]
-        ctx.record(name or kind, started, ranked)
+        ctx.record(kind, plan.started, ranked)
         return ranked
-    if kind == "text_similarity_reranker":
-        rerank_window = int(body.get("rank_window_size", 10))
-        candidates = await run(body["retriever"], ctx, max(rerank_window, window))
-        head, tail = candidates[:rerank_window], candidates[rerank_window:]
-        if not head:
-            return []
-        texts = await fetch_texts(ctx, [d for d, _ in head], body["field"])
-        scores = await asyncio.to_thread(ctx.rerank, body["inference_text"], [texts.get(d, "") for d, _ in head],
-                                         body.get("inference_id"))
-        reranked = sorted(zip([d for d, _ in head], scores.tolist()), key=lambda kv: -kv[1])
-        ctx.rerank_lift = float(reranked[0][0] != head[0][0])
-        min_score = body.get("min_score")
-        ctx.score_cut |= min_score is not None
-        if min_score is not None:
-            reranked = [(d, s) for d, s in reranked if s >= float(min_score)]
-        # documents beyond the window keep their order, below every reranked one
-        floor = min((s for _, s in reranked), default=0.0)
-        ranked = reranked + [(d, floor - 1.0 - i) for i, (d, _) in enumerate(tail)] if min_score is None else reranked
-        ctx.record(name or "rerank", started, ranked)
-        return ranked
-    raise SearchError(400, "x_content_parse_exception", f"unknown retriever [{kind}]")
+    # text_similarity_reranker
+    rerank_window = int(body.get("rank_window_size", 10))
+    candidates = await evaluate(plan.children[0], ctx)
+    head, tail = candidates[:rerank_window], candidates[rerank_window:]
+    if not head:
+        return []
+    texts = await fetch_texts(ctx, [d for d, _ in head], body["field"])
+    scores = await asyncio.to_thread(ctx.rerank, body["inference_text"], [texts.get(d, "") for d, _ in head],
+                                     body.get("inference_id"))
+    reranked = sorted(zip([d for d, _ in head], scores.tolist()), key=lambda kv: -kv[1])
+    ctx.rerank_lift = float(reranked[0][0] != head[0][0])
+    min_score = body.get("min_score")
+    if min_score is not None:
+        reranked = [(d, s) for d, s in reranked if s >= float(min_score)]
+    # documents beyond the window keep their order, below every reranked one
+    floor = min((s for _, s in reranked), default=0.0)
+    ranked = reranked + [(d, floor - 1.0 - i) for i, (d, _) in enumerate(tail)] if min_score is None else reranked
+    ctx.record("rerank", plan.started, ranked)
+    return ranked
+
+
+async def run(spec: dict, ctx: SearchContext, window: int,
+              also: Callable[[], list[dict[str, Any]]] | None = None) -> tuple[Ranked, list[dict[str, Any]]]:
+    """Execute one retriever tree (validated by :func:`parse`): up to ``window`` ranked ids.
+
+    Every leaf goes to the engine in one ``_msearch``; ``also`` (called once the leaves are
+    prepared, when :attr:`SearchContext.lexical` is known) gives more searches to send in the
+    same round trip (e.g. the hit count), whose answers come back second.
+    """
+    plan = await prepare(spec, ctx, window)
+    searches = leaves(plan)
+    extra = also() if also is not None else []
+    answers = await ctx.msearch([leaf.body for leaf in searches] + extra)
+    for leaf, answer in zip(searches, answers):
+        leaf.answer = answer
+    return await evaluate(plan, ctx), answers[len(searches):]
 
 
 async def fetch_texts(ctx: SearchContext, ids: list[str], field_name: str) -> dict[str, str]:

@@ -214,8 +214,11 @@ async def execute(body: dict[str, Any], ctx: SearchContext, defaults: dict[str, 
     ctx.params = {**ctx.params, **opts.engine_params}
     ctx.search_timeout = req.timeout
     window = max(req.from_ + req.size, int(defaults["rank_window_size"]))
-    try:
-        ranked = await asyncio.wait_for(retrievers.run(tree, ctx, window), timeout_seconds(req.timeout))
+    counted: list[dict] = []  # the hit count's answer, when it went with the leaves
+    try:  # the count rides in the leaves' _msearch: one round trip for both
+        ranked, counted = await asyncio.wait_for(
+            retrievers.run(tree, ctx, window, also=lambda: [b for b in [count_body(ctx, req)] if b is not None]),
+            timeout_seconds(req.timeout))
     except TimeoutError:
         ranked, ctx.timed_out = [], True
     if req.min_score is not None:
@@ -230,7 +233,7 @@ async def execute(body: dict[str, Any], ctx: SearchContext, defaults: dict[str, 
         page = selected[req.from_:req.from_ + req.size]
     aggs = req.aggs if req.aggs is not None else req.aggregations
     hits, total, aggregations, inner = await asyncio.gather(
-        _fetch_page(ctx, req, page), total_hits(ctx, req, selected),
+        _fetch_page(ctx, req, page), total_hits(ctx, req, selected, counted[0] if counted else None),
         _aggregations(ctx, aggs, req, ranked, opts.typed_keys) if aggs else _none(),
         collapse_mod.inner_hits(ctx, req.collapse, groups, req.post_filter, _source_param(req))
         if req.collapse is not None else _none())
@@ -297,8 +300,8 @@ async def _select(ctx: SearchContext, ranked: list[tuple[str, float]], post_filt
             {h["_id"]: h.get("sort", []) for h in resp["hits"]["hits"]})
 
 
-async def total_hits(ctx: SearchContext, req: SearchRequest,
-                     selected: list[tuple[str, float]]) -> dict[str, Any] | None:
+async def total_hits(ctx: SearchContext, req: SearchRequest, selected: list[tuple[str, float]],
+                     counted: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """``hits.total`` of a retriever or hybrid search, with ``track_total_hits`` semantics.
 
     The rule: the total counts the documents that match the *lexical/filter part* of the
@@ -313,23 +316,34 @@ async def total_hits(ctx: SearchContext, req: SearchRequest,
 
     ``track_total_hits``: absent counts up to 10,000 (then ``relation: gte``), ``true``
     counts exactly, an integer counts up to it, ``false`` (or -1) leaves ``hits.total`` out.
+
+    ``counted``: the answer to :func:`count_body`, when it was searched already (with the leaves).
     """
     track = req.track_total_hits
     if track is False:
         return None
-    if req.min_score is not None or ctx.score_cut or not ctx.lexical:
+    body = count_body(ctx, req)
+    if body is None:
         limit = 10_000 if track is None else (None if track is True else int(track))
         if limit is not None and len(selected) > limit:
             return {"value": limit, "relation": "gte"}
         return {"value": len(selected), "relation": "eq"}
+    total = (counted or await ctx.search(body))["hits"]["total"]
+    return total if isinstance(total, dict) else {"value": int(total), "relation": "eq"}
+
+
+def count_body(ctx: SearchContext, req: SearchRequest) -> dict[str, Any] | None:
+    """The engine search that counts :func:`total_hits` (once the tree's leaves are prepared), or None
+    when the total is not counted by the engine (not tracked, or counted on the fused list)."""
+    if req.track_total_hits is False or req.min_score is not None or ctx.score_cut or not ctx.lexical:
+        return None
     query: Query = {"bool": {"should": ctx.lexical, "minimum_should_match": 1}}
     if req.post_filter is not None:
         query["bool"]["filter"] = [req.post_filter]
     body: dict[str, Any] = {"size": 0, "query": query}
-    if track is not None:
-        body["track_total_hits"] = track
-    total = (await ctx.search(body))["hits"]["total"]
-    return total if isinstance(total, dict) else {"value": int(total), "relation": "eq"}
+    if req.track_total_hits is not None:
+        body["track_total_hits"] = req.track_total_hits
+    return body
 
 
 def _source_param(req: SearchRequest) -> Any:

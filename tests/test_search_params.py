@@ -47,18 +47,28 @@ HIDE_VECTORS = {"excludes": ["embedding", "chunks", "sparse"]}
 @pytest.fixture(scope="module")
 def catalog(engine, encoder):
     """The products embedded here and written straight to the engine (no queue involved)."""
-    from pipelines.ingest.documents import engine_source, validate
-
     index = f"test-{RUN}-params"
-    engine.create_products_index(index, encoder.dims, encoder.model_id)
-    products = [validate(p, max_bytes=100_000) for p in PRODUCTS]
-    enc = encoder.encode([p.embedding_text() for p in products])
-    docs = [(p.id, engine_source(p, enc.dense[i].tolist(), enc.sparse[i] if enc.sparse else None,
-                                 encoder.model_id, False)) for i, p in enumerate(products)]
-    items = engine.bulk_index(index, docs, refresh=True)
-    assert all(item.ok for item in items), items
+    write_catalog(engine, index, encoder)
     yield index
     engine.delete_index(index)
+
+
+def write_catalog(engine, index: str, encoder, vectors: list[list[float]] | None = None,
+                  model: str | None = None) -> None:
+    """:data:`PRODUCTS` written to a new ``index`` straight to the engine, embedded by ``encoder``
+    (or given ``vectors``, recorded as embedded by ``model``)."""
+    from pipelines.ingest.documents import engine_source, validate
+
+    products = [validate(p, max_bytes=100_000) for p in PRODUCTS]
+    sparse = [None] * len(products)
+    if vectors is None:
+        enc = encoder.encode([p.embedding_text() for p in products])
+        vectors, sparse = enc.dense.tolist(), enc.sparse or sparse
+    model = model or encoder.model_id
+    engine.create_products_index(index, len(vectors[0]), model)
+    docs = [(p.id, engine_source(p, vectors[i], sparse[i], model, False)) for i, p in enumerate(products)]
+    items = engine.bulk_index(index, docs, refresh=True)
+    assert all(item.ok for item in items), items
 
 
 def post(url: str, path: str, body: Any = None, params: Any = None) -> httpx.Response:

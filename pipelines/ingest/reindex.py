@@ -17,9 +17,10 @@ that quantiser before the copy starts, so the workers write every document's cod
 it, a reindex with the model the index already has keeps the index's quantiser (a new model
 has a new vector space: fit again).
 
-Searches keep hitting the old index until the switch; the query service reads the
-model from the index mapping on every search, so the first search after the switch
-already embeds with the new model.  Nothing is switched when a step fails: the old
+Searches keep hitting the old index until the switch; the query service keeps the
+model it read from the mapping and sees the switch in the next search's answer (hits from
+the new physical index, or a refusal of the old model's vector: ``service/index_models.py``),
+so the first search after the switch already embeds with the new model.  Nothing is switched when a step fails: the old
 index keeps serving and the new one is left for inspection.
 """
 
