@@ -12,9 +12,9 @@ import httpx
 import numpy as np
 import pytest
 
+from bench.runner import serve_in_thread
 from pipelines.engine.transport import AsyncEngine
 from service.index_models import changes_indices
-from service.runner import serve_in_thread
 from tests.conftest import RUN
 from tests.test_search_params import PRODUCTS, write_catalog
 
