@@ -59,7 +59,7 @@ def run_eval(name: str, *, small: bool = False, data_dir: Path = DEFAULT_DATA,
     from bench.evaluate import engine_score_sum
     from pipelines.encoders.dense import open_encoder
     from pipelines.engine.dialect import dialect_for
-    from service.app import Polyseek
+    from service.state import Polyseek
 
     settings = settings or get_settings()
     bench = datasets.load(name, data_dir, small=small, limit=limit)

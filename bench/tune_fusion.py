@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         index = f"tune-{bench.name}"
         with served(bench, index, settings, args.out.parent, reuse_index=True) as (es, _):
-            from service.app import Polyseek
+            from service.state import Polyseek
 
             sparse = Polyseek(settings).dense(None).has_sparse
             leaf_methods = {m.name: m for m in methods(EVAL_FIELDS, sparse=sparse, reranker=None)

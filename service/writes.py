@@ -38,7 +38,7 @@ from pipelines.ingest.documents import (
 from service.errors import SearchError, bad_request, error_body
 
 if TYPE_CHECKING:
-    from service.app import Polyseek
+    from service.state import Polyseek
 
 log = logging.getLogger(__name__)
 

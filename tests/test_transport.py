@@ -223,7 +223,7 @@ def test_a_lane_with_its_own_breaker_never_opens_the_circuit_for_the_others():
 
 
 def test_the_service_query_log_has_its_own_lane(settings):
-    from service.app import Polyseek
+    from service.state import Polyseek
 
     async def run() -> None:
         async with FakeEngine(drop) as url:
