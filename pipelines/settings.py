@@ -133,23 +133,28 @@ class Settings(BaseSettings):
                           "of 100 missed the exact nearest document often enough to cost 6 nDCG@10 points on the "
                           "taxonomy-mono pool (12.9k vectors); 1000 finds 99.9% of the exact top 10 (bench/README).")
     rrf_rank_constant: int = Field(60)
-    # Defaults fitted on training queries with the GPU-trained adapter (`python -m bench.tune_fusion --offline`,
-    # bench/README.md): no fusion is as good as the best single leaf everywhere (kNN leads the cross-lingual sets,
-    # BM25 the monolingual one, on the same pool); this one is no worse than kNN cross-lingually (+0.1 taxonomy,
-    # +0.0 IKEA) and adds 9.0 monolingually.  BM25 counts for a query only when its top hit is kNN's top hit
-    # (gate_k 1): with a gate at kNN's top 10, BM25 let same-language products of related articles into IKEA's
-    # top 10 (-1.9 through the real stack).  The sparse leaf is off: it beats BM25 by less than 2 points on every
-    # dev set.
+    # Defaults fitted on training queries with the shipped adapter (`python -m bench.tune_fusion --offline`,
+    # bench/README.md, "The lexical anchor").  BM25 counts for a query only when kNN backs its top hit (within
+    # gate_margin cosine of kNN's best) or the query is a document's whole title (the exact leaf); then documents in
+    # that evidence's language gain weights['language']: a shopper whose language has the product sees its listings
+    # in that language before other languages' versions.  Without that evidence (a cross-lingual query, IKEA's
+    # descriptions) the hybrid is kNN plus the exact leaf.  The sparse leaf is off: it beats BM25 by less than 2
+    # points on every dev set.
     hybrid_fusion: Literal["rrf", "linear"] = Field("linear", description="Fusion of the hybrid shorthand.")
     hybrid_weights: dict[str, float] = Field(
-        default_factory=lambda: {"bm25": 0.5, "knn": 1.0, "sparse": 0.0, "exact": 0.5},
+        default_factory=lambda: {"bm25": 1.0, "knn": 1.0, "sparse": 0.0, "exact": 0.5, "language": 1.0},
         description="Per-leaf weights of the hybrid shorthand (bm25, knn, sparse, exact: the query is a "
-                    "document's whole title); 0 leaves a leaf out.")
+                    "document's whole title); 0 leaves a leaf out.  language: fused score added to documents "
+                    "in the shopper's language while the gate is open.")
     hybrid_normalizer: Literal["none", "minmax", "l2_norm", "zscore"] = Field(
         "minmax", description="Score normalizer of each leaf when hybrid_fusion is linear.")
     hybrid_gate_k: int = Field(
-        1, description="Query-adaptive rule of the hybrid shorthand: BM25/sparse count for a query only when kNN "
-                       "ranks their top hit in its top k (0: off).")
+        0, description="Query-adaptive rule of the hybrid shorthand: BM25/sparse count for a query when kNN "
+                       "ranks their top hit in its top k (0: this rule off).")
+    hybrid_gate_margin: float | None = Field(
+        0.03, description="Query-adaptive rule of the hybrid shorthand: BM25/sparse count for a query when their "
+                          "top hit's kNN cosine is within this margin of kNN's best, or when the exact-title leaf "
+                          "has a hit (None: this rule off).")
     hybrid_exact_field: str | None = Field(
         "title.exact", description="Keyword field (normalised title) of the hybrid shorthand's exact-title leaf "
                                    "(weights['exact']); None: no such leaf.")

@@ -140,7 +140,7 @@ class Polyseek:
         return {"fields": s.hybrid_fields, "rank_window_size": s.rank_window_size, "rank_constant": s.rrf_rank_constant,
                 "rerank": bool(s.reranker_model), "rerank_field": s.rerank_field, "rerank_window": s.rerank_window,
                 "sparse": self.has_sparse(model), "fusion": s.hybrid_fusion, "weights": s.hybrid_weights,
-                "normalizer": s.hybrid_normalizer, "gate_k": s.hybrid_gate_k,
+                "normalizer": s.hybrid_normalizer, "gate_k": s.hybrid_gate_k, "gate_margin": s.hybrid_gate_margin,
                 "within_knn": s.hybrid_within_knn, "exact_field": s.hybrid_exact_field,
                 "num_candidates": s.hybrid_num_candidates}
 

@@ -124,6 +124,11 @@ class Dialect(ABC):
     def sparse_query(self, field: str, weights: dict[str, float], boost: float = 1.0) -> Body:
         """A query-DSL clause scoring sum(q_t * d_t) over the learned sparse field ``field``."""
 
+    @staticmethod
+    @abstractmethod
+    def knn_similarity(score: float) -> float:
+        """The cosine of query and document behind a kNN hit's engine ``score`` (unit vectors)."""
+
     def best_chunk_knn_query(self, field: str, chunks_path: str, vector: list[float], k: int,
                              num_candidates: int, filter: Body | None = None) -> Body:
         """kNN over a document vector and its nested chunk vectors; a document scores by its best.
@@ -157,6 +162,11 @@ class OpenSearchDialect(Dialect):
         clause["k"] = max(k, num_candidates) if num_candidates else k
         return {"knn": {field: clause}}
 
+    @staticmethod
+    def knn_similarity(score: float) -> float:
+        """lucene ``innerproduct`` scores a dot product d as 1 + d (d >= 0), else 1 / (1 - d)."""
+        return score - 1.0 if score >= 1.0 else 1.0 - 1.0 / score if score > 0 else -1.0
+
     def sparse_query(self, field: str, weights: dict[str, float], boost: float = 1.0) -> Body:
         return sparse_query(field, weights, boost)
 
@@ -183,6 +193,11 @@ class ElasticsearchDialect(Dialect):
         if filter:
             clause["filter"] = filter
         return {"knn": clause}
+
+    @staticmethod
+    def knn_similarity(score: float) -> float:
+        """``dot_product`` scores a dot product d of unit vectors as (1 + d) / 2."""
+        return 2.0 * score - 1.0
 
     def sparse_query(self, field: str, weights: dict[str, float], boost: float = 1.0) -> Body:
         return sparse_term_query(field, weights, boost)

@@ -25,6 +25,7 @@ UNDETERMINED = "und"
 VECTOR_FIELD = "embedding"  # the first chunk: title, brand, category, start of the description
 CHUNKS_FIELD = "chunks"  # nested: {"embedding": [...], "n": 1..} for the further chunks of a long text
 SPARSE_FIELD = "sparse"  # rank_features keyed by token
+LANG_FIELD = "lang"  # keyword: the detected (or given) language of the document
 VECTOR_FIELDS = (VECTOR_FIELD, CHUNKS_FIELD, SPARSE_FIELD)
 DERIVED_FIELDS = (*VECTOR_FIELDS, "model", "embedding_truncated", "embedding_chunks", "ingested_at", *CODE_FIELDS)
 # The client's document exactly as it was sent, kept in one stored, unindexed object (mapped
