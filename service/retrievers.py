@@ -18,11 +18,10 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipelines.encoders.cross import rerank_fields, rerank_text
 from pipelines.engine.dialect import Dialect
 from pipelines.engine.errors import ApiError, from_response
 from pipelines.engine.transport import AsyncEngine
-from pipelines.ingest.documents import CHUNKS_FIELD, SPARSE_FIELD, VECTOR_FIELD
+from pipelines.schema import CHUNKS_FIELD, SPARSE_FIELD, VECTOR_FIELD, rerank_fields, rerank_text
 from service import fusion
 from service.fusion import Normalizer
 from service.errors import SearchError, bad_request
@@ -332,7 +331,7 @@ async def rewrite_sparse(query: Any, ctx: SearchContext) -> Any:
         return query
     if "sparse_vector" in query and isinstance(query["sparse_vector"], dict):
         sv = query["sparse_vector"]
-        field_name = sv.get("field", "sparse")
+        field_name = sv.get("field", SPARSE_FIELD)
         weights = sv.get("query_vector")
         if weights is None:
             text = sv.get("query")
