@@ -269,6 +269,11 @@ def parse_bulk(payload: bytes, default_index: str | None) -> list[BulkOp]:
         if unknown:
             raise bad_request(f"Action/metadata line [{i + 1}] contains an unknown parameter [{unknown[0]}]",
                               "illegal_argument_exception")
+        for key in ("_index", "_id"):  # read by the service itself (the engine checks the rest)
+            if isinstance(meta.get(key), (dict, list)):
+                found = "START_OBJECT" if isinstance(meta[key], dict) else "START_ARRAY"
+                raise bad_request(f"Malformed action/metadata line [{i + 1}], expected a simple value for field "
+                                  f"[{key}] but found [{found}]", "illegal_argument_exception")
         index = meta.get("_index", default_index)
         if not index:
             raise SearchError(400, "action_request_validation_exception", "Validation Failed: 1: index is missing;")
