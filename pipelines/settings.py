@@ -21,6 +21,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from pipelines.schema import ProductFields
+
 Dialect = Literal["opensearch", "elasticsearch"]
 
 # What `polyseek engine start` assembles from Maven Central when engine_version is not set.
@@ -81,6 +83,13 @@ class Settings(BaseSettings):
     feedback_index: str = Field("polyseek-feedback", description="Clicks/orders against searches "
                                 "(POST /_polyseek/feedback); `models finetune --from-query-log` reads it.")
 
+    product_fields: ProductFields = Field(
+        default_factory=ProductFields,
+        description="Names of the catalog's product text fields (title, description, brand, category), for a "
+                    "catalog that calls them otherwise: e.g. POLYSEEK_PRODUCT_FIELDS='{\"description\": \"body\"}'. "
+                    "Products indices map them as es_templates maps the default names; the hybrid shorthand's "
+                    "fields and the reranker's field follow them unless set (pipelines/schema.py).")
+
     # --- models ---------------------------------------------------------------------
     model_dir: Path | None = Field(None, description="Model cache; default cache_dir/models.")
     dense_model: str = Field(
@@ -124,8 +133,9 @@ class Settings(BaseSettings):
     allow_admin_passthrough: bool = Field(
         False, description="Pass cluster settings, shutdown, index deletion and other admin calls through.")
     hybrid_fields: list[str] = Field(
-        default_factory=lambda: ["title^3", "title_*^3", "brand.text^2", "category^2", "description",
-                                 "description_*"], description="BM25 fields of the hybrid shorthand.")
+        default_factory=lambda data: data["product_fields"].bm25_fields(),
+        description="BM25 fields of the hybrid shorthand. Default: title^3, title_*^3, brand.text^2, category^2, "
+                    "description, description_* (under the names of product_fields).")
     rank_window_size: int = Field(100)
     hybrid_num_candidates: int = Field(
         1000, description="Candidates of the hybrid shorthand's kNN leaf (Elasticsearch num_candidates; "
@@ -156,8 +166,9 @@ class Settings(BaseSettings):
                           "top hit's kNN cosine is within this margin of kNN's best, or when the exact-title leaf "
                           "has a hit (None: this rule off).")
     hybrid_exact_field: str | None = Field(
-        "title.exact", description="Keyword field (normalised title) of the hybrid shorthand's exact-title leaf "
-                                   "(weights['exact']); None: no such leaf.")
+        default_factory=lambda data: data["product_fields"].exact_field,
+        description="Keyword field (normalised title) of the hybrid shorthand's exact-title leaf (weights['exact']); "
+                    "None: no such leaf. Default: title.exact (under product_fields' title).")
     hybrid_within_knn: bool = Field(
         False, description="Hybrid shorthand: BM25/sparse only reorder kNN's candidates and add none.")
     # `make models` builds the shipped cross-encoder `polyseek-reranker`; it stays off by default because on the dev
@@ -165,7 +176,9 @@ class Settings(BaseSettings):
     reranker_model: str | None = Field(None, description="Cross-encoder in model_dir (e.g. polyseek-reranker); "
                                                          "None = no rerank by default.")
     rerank_window: int = Field(20)
-    rerank_field: str = Field("title", description="Document field the cross-encoder reads (with description).")
+    rerank_field: str = Field(
+        default_factory=lambda data: data["product_fields"].title,
+        description="Document field the cross-encoder reads (with category and description). Default: the title.")
     stage_timeout_s: float = Field(
         120.0, description="Upper bound of the engine's answer to each engine call of a search (the wait for a free "
                            "connection is not counted); a timeout answers 504 and does not open the circuit. "

@@ -31,11 +31,11 @@ from pipelines.encoders.cross import CrossEncoder, open_cross_encoder
 from pipelines.encoders.dense import TextEncoder, open_encoder
 from pipelines.engine.breaker import CircuitBreaker
 from pipelines.engine.client import EngineClient
-from pipelines.engine.dialect import dialect_for, load_template
+from pipelines.engine.dialect import dialect_for
 from pipelines.engine.errors import ApiError, EngineError, from_response
 from pipelines.engine.transport import AsyncEngine
-from pipelines.ingest.documents import detect_language
 from pipelines.models.card import model_paths
+from pipelines.schema import detect_language
 from pipelines.settings import Settings, get_settings
 from service import feedback
 from service import index_models
@@ -43,6 +43,7 @@ from service import search as search_mod
 from service import source as source_mod
 from service import writes
 from service.errors import SearchError, error_body, error_response
+from service.log_indices import log_indices
 from service.retrievers import MSEARCH_HEADER_PARAMS, SearchContext
 
 log = logging.getLogger(__name__)
@@ -194,8 +195,7 @@ class Polyseek:
 
     async def ensure_log_index(self) -> None:
         """The query-log and feedback indices with their mappings (an existing one is kept)."""
-        for index, body in ((self.settings.query_log_index, self.dialect.query_log_index_body()),
-                            (self.settings.feedback_index, load_template("component/feedback.json")["template"])):
+        for index, body in log_indices(self.settings):
             try:
                 await self.engine.json("PUT", f"/{index}", body)
             except EngineError as exc:

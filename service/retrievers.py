@@ -23,11 +23,10 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipelines.encoders.cross import rerank_fields, rerank_text
 from pipelines.engine.dialect import Dialect
 from pipelines.engine.errors import EngineError, EngineRequestError, from_response
 from pipelines.engine.transport import AsyncEngine, encode_json
-from pipelines.ingest.documents import CHUNKS_FIELD, LANG_FIELD, SPARSE_FIELD, VECTOR_FIELD
+from pipelines.schema import CHUNKS_FIELD, LANG_FIELD, SPARSE_FIELD, VECTOR_FIELD, rerank_fields, rerank_text
 from service import fusion
 from service.fusion import Normalizer
 from service.errors import SearchError, bad_request
@@ -195,12 +194,17 @@ class KnnRetriever(_Strict):
         return self
 
 
-class SparseRetriever(_Strict):
+class SparseVectorQuery(_Strict):
+    """A ``sparse_vector`` query (in any query DSL of a retriever; rewritten by :func:`rewrite_sparse`)."""
+
     field: str = SPARSE_FIELD
     query: str | None = None
     query_vector: dict[str, float] | None = None
     inference_id: str | None = None
     boost: float = 1.0
+
+
+class SparseRetriever(SparseVectorQuery):
     filter: Filter | None = None
 
 
@@ -373,10 +377,6 @@ def parse(spec: Any, path: str = "retriever") -> dict:
     return model.model_dump(exclude_none=True)
 
 
-def validate(spec: Any, path: str = "retriever") -> None:
-    """Check the whole tree before any work is done (unknown retriever or field, bad value -> 400)."""
-    parse(spec, path)
-
 for _model in (WeightedRetriever, RRFRetriever, LinearRetriever, RerankerRetriever, RetrieverSpec):
     _model.model_rebuild()
 
@@ -395,8 +395,11 @@ async def rewrite_sparse(query: Any, ctx: SearchContext) -> Any:
     if not isinstance(query, dict):
         return query
     if "sparse_vector" in query and isinstance(query["sparse_vector"], dict):
-        sv = query["sparse_vector"]
-        field_name = sv.get("field", "sparse")
+        try:
+            sv = SparseVectorQuery.model_validate(query["sparse_vector"]).model_dump(exclude_none=True)
+        except ValidationError as exc:
+            raise parse_error(exc, "sparse_vector") from None
+        field_name = sv.get("field", SPARSE_FIELD)
         weights = sv.get("query_vector")
         if weights is None:
             text = sv.get("query")

@@ -59,10 +59,10 @@ DEFAULTS = {"fields": ["title"], "rank_window_size": 50, "rank_constant": 60, "r
 
 
 def test_hybrid_shorthand_uses_the_configured_fusion_and_weights():
-    from service.retrievers import expand_hybrid, validate
+    from service.retrievers import expand_hybrid, parse
 
     tree = expand_hybrid({"query": "kabellose Kopfhörer"}, DEFAULTS)
-    validate(tree)
+    parse(tree)
     subs = tree["rrf"]["retrievers"]
     assert [next(iter(s["retriever"])) for s in subs] == ["standard", "knn"]  # weight 0: sparse not run
     assert [s["weight"] for s in subs] == [0.5, 1.0]
