@@ -54,7 +54,7 @@ def exact_run(bench: datasets.Benchmark, queries: np.ndarray, docs: np.ndarray, 
 
 def knn_run(encoder, bench: datasets.Benchmark, k: int = 10) -> dict[str, dict[str, float]]:
     """Exact cosine top-``k`` (plus own document, removed) for every query of ``bench``."""
-    from pipelines.ingest.documents import embedding_text
+    from pipelines.schema import embedding_text
 
     doc_ids = list(bench.corpus)
     docs = encoder.encode([embedding_text(bench.corpus[d]) for d in doc_ids]).dense

@@ -67,8 +67,8 @@ def training_benchmarks(data: Path) -> list:
 def task_json(bench) -> dict[str, Any]:
     """A benchmark as the GPU side needs it: passages as embedded and as reranked, queries, graded
     relevance and the query's own passage, by position."""
-    from pipelines.encoders.cross import rerank_text
-    from pipelines.ingest.documents import embedding_text
+    from pipelines.schema import rerank_text
+    from pipelines.schema import embedding_text
 
     ids = list(bench.corpus)
     index = {d: i for i, d in enumerate(ids)}
@@ -120,7 +120,7 @@ def cached_first_stages(benches: dict[str, Any], settings, path: Path = RESULTS 
 def pack(data: Path, base_dir: Path, out: Path = PACK) -> dict[str, Any]:
     """Write training tasks, dev candidates and the slim base to ``out``; return file sizes."""
     from bench.device_finetune import pack_base
-    from pipelines.encoders.cross import rerank_text
+    from pipelines.schema import rerank_text
     from pipelines.models.card import ModelPaths
     from pipelines.settings import get_settings
 
@@ -289,7 +289,8 @@ def summary(bench, run: Run, reference: Run | None) -> dict[str, Any]:
 def int8_check(adapter: Path, benches: dict[str, Any], stages: dict, gpu_scores: dict, per_set: int) -> dict:
     """The int8 ONNX reranker (built here from ``adapter`` as a shipped one would be) on each set's first
     ``per_set`` queries, window 20 over the hybrid: nDCG@10 against the GPU's fp32 scores, and ms per query."""
-    from pipelines.encoders.cross import CrossEncoder, rerank_text
+    from pipelines.encoders.cross import CrossEncoder
+    from pipelines.schema import rerank_text
     from pipelines.models.card import ModelPaths
     from pipelines.models.export import export_onnx, quantize_int8
     from pipelines.models.train_reranker import apply_reranker_adapter

@@ -65,7 +65,7 @@ def ikea_catalog(data_dir: Path) -> tuple[list[dict], list[str]]:
 def embed(docs: list[dict], cache: Path) -> np.ndarray:
     """The stored-vector of each document, as a worker computes it (cached on disk)."""
     from pipelines.encoders.dense import open_encoder
-    from pipelines.ingest.documents import embedding_text
+    from pipelines.schema import embedding_text
 
     if cache.exists():
         return np.load(cache)

@@ -33,7 +33,7 @@ def truncated(vectors: np.ndarray, dims: int) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     from pipelines.encoders.dense import open_encoder
-    from pipelines.ingest.documents import embedding_text
+    from pipelines.schema import embedding_text
     from pipelines.settings import get_settings
 
     parser = argparse.ArgumentParser(prog="python -m bench.truncation", description=__doc__.split("\n")[0])

@@ -21,6 +21,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from pipelines.schema import ProductFields
+
 Dialect = Literal["opensearch", "elasticsearch"]
 
 # What `polyseek engine start` assembles from Maven Central when engine_version is not set.
@@ -81,6 +83,13 @@ class Settings(BaseSettings):
     feedback_index: str = Field("polyseek-feedback", description="Clicks/orders against searches "
                                 "(POST /_polyseek/feedback); `models finetune --from-query-log` reads it.")
 
+    product_fields: ProductFields = Field(
+        default_factory=ProductFields,
+        description="Names of the catalog's product text fields (title, description, brand, category), for a "
+                    "catalog that calls them otherwise: e.g. POLYSEEK_PRODUCT_FIELDS='{\"description\": \"body\"}'. "
+                    "Products indices map them as es_templates maps the default names; the hybrid shorthand's "
+                    "fields and the reranker's field follow them unless set (pipelines/schema.py).")
+
     # --- models ---------------------------------------------------------------------
     model_dir: Path | None = Field(None, description="Model cache; default cache_dir/models.")
     dense_model: str = Field(
@@ -124,8 +133,9 @@ class Settings(BaseSettings):
     allow_admin_passthrough: bool = Field(
         False, description="Pass cluster settings, shutdown, index deletion and other admin calls through.")
     hybrid_fields: list[str] = Field(
-        default_factory=lambda: ["title^3", "title_*^3", "brand.text^2", "category^2", "description",
-                                 "description_*"], description="BM25 fields of the hybrid shorthand.")
+        default_factory=lambda data: data["product_fields"].bm25_fields(),
+        description="BM25 fields of the hybrid shorthand. Default: title^3, title_*^3, brand.text^2, category^2, "
+                    "description, description_* (under the names of product_fields).")
     rank_window_size: int = Field(100)
     hybrid_num_candidates: int = Field(
         1000, description="Candidates of the hybrid shorthand's kNN leaf (Elasticsearch num_candidates; "
@@ -133,26 +143,32 @@ class Settings(BaseSettings):
                           "of 100 missed the exact nearest document often enough to cost 6 nDCG@10 points on the "
                           "taxonomy-mono pool (12.9k vectors); 1000 finds 99.9% of the exact top 10 (bench/README).")
     rrf_rank_constant: int = Field(60)
-    # Defaults fitted on training queries with the GPU-trained adapter (`python -m bench.tune_fusion --offline`,
-    # bench/README.md): no fusion is as good as the best single leaf everywhere (kNN leads the cross-lingual sets,
-    # BM25 the monolingual one, on the same pool); this one is no worse than kNN cross-lingually (+0.1 taxonomy,
-    # +0.0 IKEA) and adds 9.0 monolingually.  BM25 counts for a query only when its top hit is kNN's top hit
-    # (gate_k 1): with a gate at kNN's top 10, BM25 let same-language products of related articles into IKEA's
-    # top 10 (-1.9 through the real stack).  The sparse leaf is off: it beats BM25 by less than 2 points on every
-    # dev set.
+    # Defaults fitted on training queries with the shipped adapter (`python -m bench.tune_fusion --offline`,
+    # bench/README.md, "The lexical anchor").  BM25 counts for a query only when kNN backs its top hit (within
+    # gate_margin cosine of kNN's best) or the query is a document's whole title (the exact leaf); then documents in
+    # that evidence's language gain weights['language']: a shopper whose language has the product sees its listings
+    # in that language before other languages' versions.  Without that evidence (a cross-lingual query, IKEA's
+    # descriptions) the hybrid is kNN plus the exact leaf.  The sparse leaf is off: it beats BM25 by less than 2
+    # points on every dev set.
     hybrid_fusion: Literal["rrf", "linear"] = Field("linear", description="Fusion of the hybrid shorthand.")
     hybrid_weights: dict[str, float] = Field(
-        default_factory=lambda: {"bm25": 0.5, "knn": 1.0, "sparse": 0.0, "exact": 0.5},
+        default_factory=lambda: {"bm25": 1.0, "knn": 1.0, "sparse": 0.0, "exact": 0.5, "language": 1.0},
         description="Per-leaf weights of the hybrid shorthand (bm25, knn, sparse, exact: the query is a "
-                    "document's whole title); 0 leaves a leaf out.")
+                    "document's whole title); 0 leaves a leaf out.  language: fused score added to documents "
+                    "in the shopper's language while the gate is open.")
     hybrid_normalizer: Literal["none", "minmax", "l2_norm", "zscore"] = Field(
         "minmax", description="Score normalizer of each leaf when hybrid_fusion is linear.")
     hybrid_gate_k: int = Field(
-        1, description="Query-adaptive rule of the hybrid shorthand: BM25/sparse count for a query only when kNN "
-                       "ranks their top hit in its top k (0: off).")
+        0, description="Query-adaptive rule of the hybrid shorthand: BM25/sparse count for a query when kNN "
+                       "ranks their top hit in its top k (0: this rule off).")
+    hybrid_gate_margin: float | None = Field(
+        0.03, description="Query-adaptive rule of the hybrid shorthand: BM25/sparse count for a query when their "
+                          "top hit's kNN cosine is within this margin of kNN's best, or when the exact-title leaf "
+                          "has a hit (None: this rule off).")
     hybrid_exact_field: str | None = Field(
-        "title.exact", description="Keyword field (normalised title) of the hybrid shorthand's exact-title leaf "
-                                   "(weights['exact']); None: no such leaf.")
+        default_factory=lambda data: data["product_fields"].exact_field,
+        description="Keyword field (normalised title) of the hybrid shorthand's exact-title leaf (weights['exact']); "
+                    "None: no such leaf. Default: title.exact (under product_fields' title).")
     hybrid_within_knn: bool = Field(
         False, description="Hybrid shorthand: BM25/sparse only reorder kNN's candidates and add none.")
     # `make models` builds the shipped cross-encoder `polyseek-reranker`; it stays off by default because on the dev
@@ -160,7 +176,9 @@ class Settings(BaseSettings):
     reranker_model: str | None = Field(None, description="Cross-encoder in model_dir (e.g. polyseek-reranker); "
                                                          "None = no rerank by default.")
     rerank_window: int = Field(20)
-    rerank_field: str = Field("title", description="Document field the cross-encoder reads (with description).")
+    rerank_field: str = Field(
+        default_factory=lambda data: data["product_fields"].title,
+        description="Document field the cross-encoder reads (with category and description). Default: the title.")
     stage_timeout_s: float = Field(
         120.0, description="Upper bound of the engine's answer to each engine call of a search (the wait for a free "
                            "connection is not counted); a timeout answers 504 and does not open the circuit. "

@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.ingest.documents import detect_language
+from pipelines.schema import LANG_FIELD, detect_language
 from service import source as source_mod
 from service.errors import bad_request
 from service.retrievers import SearchContext
@@ -111,11 +111,11 @@ async def group(ctx: SearchContext, spec: Collapse, ranked: list[tuple[str, floa
     await check_field(ctx, spec.field)
     t0 = time.perf_counter()
     resp = await ctx.search({"query": {"ids": {"values": [d for d, _ in ranked]}}, "size": len(ranked),
-                             "_source": False, "docvalue_fields": [spec.field, "lang"], "track_total_hits": False})
+                             "_source": False, "docvalue_fields": [spec.field, LANG_FIELD], "track_total_hits": False})
     values: dict[str, tuple[Any, Any]] = {}
     for h in resp["hits"]["hits"]:
         f = h.get("fields") or {}
-        values[h["_id"]] = ((f.get(spec.field) or [None])[0], (f.get("lang") or [None])[0])
+        values[h["_id"]] = ((f.get(spec.field) or [None])[0], (f.get(LANG_FIELD) or [None])[0])
     lang = preferred_language(spec, ctx)
     groups: dict[Any, Group] = {}
     for doc_id, score in ranked:
@@ -150,7 +150,7 @@ async def inner_hits(ctx: SearchContext, spec: Collapse, page: list[Group], post
     sources = [i.source if i.source is not None else default_source for i in inner]
     uniform = all(s == sources[0] for s in sources)
     body = {"query": {"bool": {"filter": [*clauses, {"bool": {"should": match, "minimum_should_match": 1}}]}},
-            "size": MAX_INNER_DOCS, "docvalue_fields": [spec.field, "lang"], "track_total_hits": False,
+            "size": MAX_INNER_DOCS, "docvalue_fields": [spec.field, LANG_FIELD], "track_total_hits": False,
             "_source": source_mod.fetch_value(sources[0] if uniform else None)}
     t0 = time.perf_counter()
     resp = await ctx.search(body)
@@ -159,7 +159,7 @@ async def inner_hits(ctx: SearchContext, spec: Collapse, page: list[Group], post
     for h in source_mod.hide(resp["hits"]["hits"]):
         fields = h.pop("fields", None) or {}
         value = (fields.get(spec.field) or [None])[0]
-        lang_of[h["_id"]] = str((fields.get("lang") or [None])[0])
+        lang_of[h["_id"]] = str((fields.get(LANG_FIELD) or [None])[0])
         by_value.setdefault(value, []).append(h)
     ctx.stages.append({"stage": "inner_hits", "took_ms": round((time.perf_counter() - t0) * 1000, 2),
                        "hits": len(resp["hits"]["hits"])})

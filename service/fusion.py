@@ -9,7 +9,7 @@ missing from a list contributes 0.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 Ranked = list[tuple[str, float]]
@@ -71,16 +71,69 @@ def linear(lists: Sequence[Ranked], weights: Sequence[float], normalizers: Seque
     return _ranked(scores, lists, window, within)
 
 
+def gate_open(lists: Sequence[Ranked], gated: Sequence[bool], reference: int, *, k: int = 10,
+              margin: float | None = None, similarity: Callable[[float], float] | None = None,
+              anchor: int | None = None) -> list[bool]:
+    """Per list: whether it counts for this query under the fusion's gate (ungated lists always do).
+
+    The query-adaptive rule of the hybrid default.  A gated (lexical) list counts when the
+    reference (kNN) list backs its top hit: the hit is in the reference's top ``k``, or
+    (``margin``) its reference similarity is within ``margin`` of the reference's best, i.e.
+    the document the query matched by its words is as close in meaning as the best match
+    (an exact product type, brand or model number in the query's own language).  A lexical
+    top hit the reference ranks far below its best matched words only (a same-language wrong
+    product, the usual case for a cross-lingual query) and is left out.  ``anchor``: a list
+    whose any hit opens the gate for every list (the exact-title leaf: the query *is* a
+    document's title).  ``similarity`` maps the reference's engine scores to the scale of
+    ``margin`` (cosine for a kNN reference; identity when None).
+    """
+    sim = similarity or (lambda score: score)
+    if anchor is not None and lists[anchor]:
+        return [True] * len(lists)
+    ref = lists[reference]
+    top = {doc_id for doc_id, _ in ref[:k]} if k > 0 else set()
+    ref_scores = dict(ref)
+    best = sim(ref[0][1]) if ref else 0.0
+
+    def backed(ranked: Ranked) -> bool:
+        if not ranked:
+            return False
+        doc_id = ranked[0][0]
+        if doc_id in top:
+            return True
+        return margin is not None and doc_id in ref_scores and best - sim(ref_scores[doc_id]) <= margin
+
+    return [not g or i == reference or backed(ranked) for i, (ranked, g) in enumerate(zip(lists, gated))]
+
+
 def agreement_weights(lists: Sequence[Ranked], weights: Sequence[float], gated: Sequence[bool],
                       reference: int, k: int = 10) -> list[float]:
-    """Per-query weights: a gated list counts only when its best hit is among the reference list's top ``k``.
+    """``weights`` with each gated list that :func:`gate_open` (rank rule ``k``) leaves out at 0."""
+    return [w if ok else 0.0 for w, ok in zip(weights, gate_open(lists, gated, reference, k=k))]
 
-    The query-adaptive rule of the hybrid default: a lexical leaf (BM25, sparse) whose top
-    document the dense leaf also ranks high has found the product by its words (an exact
-    product type, brand or model number, in the query's own language) and is fused at its
-    weight; a lexical leaf whose top document the dense leaf ignores matched words only
-    (a same-language wrong product, the usual case for a cross-lingual query) and is left out.
+
+def anchor_languages(lists: Sequence[Ranked], opened: Sequence[bool], gated: Sequence[bool],
+                     anchor: int | None, lang: Mapping[str, str]) -> set[str]:
+    """The shopper's language(s) as the documents show it: those of the anchor list's hits (the
+    query is their title), else that of the first open gated list's top hit (the query matched
+    it by its words and kNN backs it); empty when no lexical evidence counts for this query."""
+    if anchor is not None and lists[anchor]:
+        return {lang[d] for d, _ in lists[anchor] if d in lang}
+    for ranked, ok, g in zip(lists, opened, gated):
+        if g and ok and ranked:
+            return {lang[ranked[0][0]]} if ranked[0][0] in lang else set()
+    return set()
+
+
+def prefer_languages(ranked: Ranked, lang: Mapping[str, str], languages: set[str], boost: float) -> Ranked:
+    """``ranked`` with ``boost`` added to the score of every document in ``languages``, re-sorted.
+
+    When the catalog has the product in the shopper's language (:func:`anchor_languages`), its
+    listings in that language come before other languages' versions of the same or related
+    products; with no such evidence nothing moves, so a cross-lingual query still gets the right
+    product in whichever language it is listed.
     """
-    top = {doc_id for doc_id, _ in lists[reference][:k]}
-    return [0.0 if g and i != reference and (not lists[i] or lists[i][0][0] not in top) else w
-            for i, (w, g) in enumerate(zip(weights, gated))]
+    if not languages or boost == 0:
+        return ranked
+    return sorted(((d, s + (boost if lang.get(d) in languages else 0.0)) for d, s in ranked),
+                  key=lambda kv: (-kv[1], kv[0]))

@@ -23,11 +23,10 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipelines.encoders.cross import rerank_fields, rerank_text
 from pipelines.engine.dialect import Dialect
 from pipelines.engine.errors import EngineError, EngineRequestError, from_response
 from pipelines.engine.transport import AsyncEngine, encode_json
-from pipelines.ingest.documents import CHUNKS_FIELD, SPARSE_FIELD, VECTOR_FIELD
+from pipelines.schema import CHUNKS_FIELD, LANG_FIELD, SPARSE_FIELD, VECTOR_FIELD, rerank_fields, rerank_text
 from service import fusion
 from service.fusion import Normalizer
 from service.errors import SearchError, bad_request
@@ -66,6 +65,7 @@ class SearchContext:
     lexical: list[dict] = field(default_factory=list)  # filtered queries of standard/sparse leaves
     score_cut: bool = False  # a retriever dropped documents by score (min_score): count the fused list
     answered_by: set[str] = field(default_factory=set)  # physical indices that answered hits (``_index``)
+    doc_lang: dict[str, str] = field(default_factory=dict)  # leaf hits' languages, where a gate asked for them
 
     async def search(self, body: dict[str, Any], **params: str) -> dict[str, Any]:
         """One ``_search`` on the context's index with the request's URL params (and ``params``);
@@ -194,12 +194,17 @@ class KnnRetriever(_Strict):
         return self
 
 
-class SparseRetriever(_Strict):
+class SparseVectorQuery(_Strict):
+    """A ``sparse_vector`` query (in any query DSL of a retriever; rewritten by :func:`rewrite_sparse`)."""
+
     field: str = SPARSE_FIELD
     query: str | None = None
     query_vector: dict[str, float] | None = None
     inference_id: str | None = None
     boost: float = 1.0
+
+
+class SparseRetriever(SparseVectorQuery):
     filter: Filter | None = None
 
 
@@ -217,11 +222,25 @@ class WeightedRetriever(_Strict):
 
 
 class AgreementGate(_Strict):
-    """Polyseek's query-adaptive rule on ``rrf``/``linear``: gated entries need the reference entry's agreement."""
+    """Polyseek's query-adaptive rule on ``rrf``/``linear``: gated entries need the reference entry's agreement.
+
+    See :func:`service.fusion.gate_open`: a gated entry's top hit must be in the reference's top
+    ``k``, or within ``margin`` (cosine, for a kNN reference) of the reference's best; any hit of
+    the ``anchor`` entry opens the gate.  ``language_boost``: when the gate is open, documents in
+    the language the lexical evidence shows (:func:`service.fusion.anchor_languages`) gain this
+    much fused score (:func:`service.fusion.prefer_languages`).
+    """
 
     reference: int = Field(ge=0)
-    k: int = Field(10, ge=0, le=MAX_WINDOW)  # 0: no gating (``within`` alone)
+    k: int = Field(10, ge=0, le=MAX_WINDOW)  # 0 and no margin/anchor: no gating (``within`` alone)
+    margin: float | None = Field(None, ge=0)
+    anchor: int | None = Field(None, ge=0)
+    language_boost: float = Field(0.0, ge=0)
     within: bool = False  # rank only the reference entry's documents: the others reorder, never add
+
+    @property
+    def gates(self) -> bool:
+        return self.k > 0 or self.margin is not None or self.anchor is not None
 
 
 def _wrap_entries(entries: Any) -> Any:
@@ -257,6 +276,8 @@ class LinearRetriever(_Strict):
 def _check_gate(gate: AgreementGate | None, entries: int) -> None:
     if gate is not None and gate.reference >= entries:
         raise ValueError(f"agreement_gate.reference [{gate.reference}] names no entry of [retrievers]")
+    if gate is not None and gate.anchor is not None and gate.anchor >= entries:
+        raise ValueError(f"agreement_gate.anchor [{gate.anchor}] names no entry of [retrievers]")
 
 
 class RerankerRetriever(_Strict):
@@ -301,9 +322,10 @@ class HybridQuery(_Strict):
     rank_window_size: int | None = Field(None, ge=1, le=MAX_WINDOW)
     rank_constant: int | None = Field(None, ge=1)
     fusion: Literal["rrf", "linear"] | None = None
-    weights: dict[Literal["bm25", "knn", "sparse", "exact"], Annotated[float, Field(ge=0)]] | None = None
+    weights: dict[Literal["bm25", "knn", "sparse", "exact", "language"], Annotated[float, Field(ge=0)]] | None = None
     normalizer: Normalizer | None = None
     gate_k: int | None = Field(None, ge=0, le=MAX_WINDOW)
+    gate_margin: Annotated[float, Field(ge=0)] | Literal[False] | None = None
     within_knn: bool | None = None
     filter: Filter | None = None
 
@@ -355,10 +377,6 @@ def parse(spec: Any, path: str = "retriever") -> dict:
     return model.model_dump(exclude_none=True)
 
 
-def validate(spec: Any, path: str = "retriever") -> None:
-    """Check the whole tree before any work is done (unknown retriever or field, bad value -> 400)."""
-    parse(spec, path)
-
 for _model in (WeightedRetriever, RRFRetriever, LinearRetriever, RerankerRetriever, RetrieverSpec):
     _model.model_rebuild()
 
@@ -377,8 +395,11 @@ async def rewrite_sparse(query: Any, ctx: SearchContext) -> Any:
     if not isinstance(query, dict):
         return query
     if "sparse_vector" in query and isinstance(query["sparse_vector"], dict):
-        sv = query["sparse_vector"]
-        field_name = sv.get("field", "sparse")
+        try:
+            sv = SparseVectorQuery.model_validate(query["sparse_vector"]).model_dump(exclude_none=True)
+        except ValidationError as exc:
+            raise parse_error(exc, "sparse_vector") from None
+        field_name = sv.get("field", SPARSE_FIELD)
         weights = sv.get("query_vector")
         if weights is None:
             text = sv.get("query")
@@ -507,6 +528,9 @@ async def prepare(spec: dict, ctx: SearchContext, window: int) -> Plan:
     if kind in ("rrf", "linear"):
         sub_window = int(body.get("rank_window_size", window))
         children = await asyncio.gather(*(prepare(_unwrap(s)[0], ctx, sub_window) for s in body["retrievers"]))
+        if float((body.get("agreement_gate") or {}).get("language_boost") or 0) > 0:
+            for leaf in leaves(Compound(kind, body, list(children), window, started)):
+                leaf.body["docvalue_fields"] = [LANG_FIELD]  # the hits' languages, for the language preference
         return Compound(kind, body, list(children), window, started)
     if kind == "text_similarity_reranker":
         rerank_window = int(body.get("rank_window_size", 10))
@@ -520,7 +544,13 @@ async def evaluate(plan: Plan, ctx: SearchContext) -> Ranked:
     """The ranked ids of a plan whose leaves have their answers: leaves cut to k, compounds fused
     (or reranked) bottom-up."""
     if isinstance(plan, Leaf):
-        ranked = _hits_to_ranked(plan.answer or {"hits": {"hits": []}})
+        answer = plan.answer or {"hits": {"hits": []}}
+        if "docvalue_fields" in plan.body:
+            for hit in answer["hits"]["hits"]:
+                value = (hit.get("fields") or {}).get(LANG_FIELD)
+                if value:
+                    ctx.doc_lang[hit["_id"]] = value[0]
+        ranked = _hits_to_ranked(answer)
         ranked = ranked[:plan.k] if plan.k is not None else ranked
         ctx.record(plan.name, plan.started, ranked)
         return ranked
@@ -530,17 +560,25 @@ async def evaluate(plan: Plan, ctx: SearchContext) -> Ranked:
         subs = [_unwrap(s) for s in body["retrievers"]]
         lists = await asyncio.gather(*(evaluate(child, ctx) for child in plan.children))
         weights = [w for _, w, _ in subs]
-        if body.get("agreement_gate"):
-            gate = body["agreement_gate"]
+        gate = AgreementGate.model_validate(body["agreement_gate"]) if body.get("agreement_gate") else None
+        languages: set[str] = set()
+        if gate is not None and gate.gates:
             gated = [isinstance(e, dict) and bool(e.get("gated")) for e in body["retrievers"]]
-            if int(gate.get("k", 10)) > 0:
-                weights = fusion.agreement_weights(lists, weights, gated, int(gate["reference"]), int(gate.get("k", 10)))
-        within = int(body["agreement_gate"]["reference"]) if (body.get("agreement_gate") or {}).get("within") else None
+            reference = plan.children[gate.reference]
+            similarity = ctx.dialect.knn_similarity if isinstance(reference, Leaf) and reference.name == "knn" else None
+            opened = fusion.gate_open(lists, gated, gate.reference, k=gate.k, margin=gate.margin,
+                                      similarity=similarity, anchor=gate.anchor)
+            weights = [w if ok else 0.0 for w, ok in zip(weights, opened)]
+            if gate.language_boost > 0:
+                languages = fusion.anchor_languages(lists, opened, gated, gate.anchor, ctx.doc_lang)
+        within = gate.reference if gate is not None and gate.within else None
         if kind == "rrf":
             fused = fusion.rrf(lists, int(body.get("rank_constant", 60)), sub_window, weights, within)
         else:
             default_norm = body.get("normalizer", "none")
             fused = fusion.linear(lists, weights, [n or default_norm for _, _, n in subs], sub_window, within)
+        if languages:
+            fused = fusion.prefer_languages(fused, ctx.doc_lang, languages, gate.language_boost)
         ranked = fused[:max(window, sub_window)]
         ctx.record(kind, plan.started, ranked)
         return ranked
@@ -595,11 +633,17 @@ def expand_hybrid(spec: dict, defaults: dict[str, Any]) -> dict:
     """The ``{"query": {"hybrid": {...}}}`` shorthand as an explicit retriever tree.
 
     ``{"query": text, "fields": [...], "sparse": bool, "rerank": bool, "rank_window_size": n,
-    "fusion": "rrf" | "linear", "weights": {"bm25": w, "knn": w, "sparse": w, "exact": w}, "normalizer": name,
-    "gate_k": k, "within_knn": bool}`` -> BM25 + kNN (+ sparse) -> RRF/linear (-> reranker); unspecified keys come from
-    settings (fitted on training queries: ``python -m bench.tune_fusion``).  A leaf weighted 0 is not
-    run.  ``gate_k`` > 0: a lexical leaf counts for a query only when kNN ranks its top hit in its top
-    ``gate_k`` (:func:`service.fusion.agreement_weights`); ``within_knn``: the lexical leaves reorder
+    "fusion": "rrf" | "linear", "weights": {"bm25": w, "knn": w, "sparse": w, "exact": w, "language": w},
+    "normalizer": name, "gate_k": k, "gate_margin": cosine | false, "within_knn": bool}`` -> BM25 + kNN (+ sparse)
+    -> RRF/linear (-> reranker); unspecified keys come from settings (fitted on training queries:
+    ``python -m bench.tune_fusion``).  A leaf weighted 0 is not run.
+
+    The gate (:func:`service.fusion.gate_open`): a lexical leaf counts for a query only when kNN
+    backs its top hit: in kNN's top ``gate_k``, or within ``gate_margin`` (cosine) of kNN's best
+    (``gate_margin: false`` and ``gate_k: 0``: no gate); a hit of the exact-title leaf opens it too.
+    While it is open, documents in the language of that evidence gain ``weights.language``
+    (:func:`service.fusion.prefer_languages`): a shopper whose language has the product sees its
+    listings in that language first.  ``within_knn``: the lexical leaves reorder
     kNN's candidates and add none.  ``exact`` > 0: documents whose whole title is the query
     (``exact_field``, a keyword with a case/accent/width-folding normalizer; the query's spaces collapsed) are a leaf of
     their own, never gated: a shopper who types a product type, name or model number exactly as
@@ -630,11 +674,24 @@ def expand_hybrid(spec: dict, defaults: dict[str, Any]) -> dict:
         raise bad_request("[hybrid] every retriever has weight 0", "illegal_argument_exception")
     fusion_kind = spec.get("fusion", defaults.get("fusion", "rrf"))
     gate_k = int(spec.get("gate_k", defaults.get("gate_k", 0)))
+    margin = spec.get("gate_margin", defaults.get("gate_margin"))
+    margin = None if margin is False else margin
     names = [name for name in leaves if float(weights.get(name, 1.0)) > 0]
     within = bool(spec.get("within_knn", defaults.get("within_knn", False)))
-    gate = ({"agreement_gate": {"reference": names.index("knn"), "k": gate_k, **({"within": True} if within else {})}}
-            if (gate_k or within) and "knn" in names else {})
-    gated = {"gated": True} if gate_k and gate else {}
+    gating = bool(gate_k or margin is not None)
+    gate: dict[str, Any] = {}
+    if (gating or within) and "knn" in names:
+        gate = {"reference": names.index("knn"), "k": gate_k}
+        if margin is not None:
+            gate["margin"] = float(margin)
+        if gating and "exact" in names:
+            gate["anchor"] = names.index("exact")
+        if gating and float(weights.get("language", 0.0)) > 0:
+            gate["language_boost"] = float(weights["language"])
+        if within:
+            gate["within"] = True
+        gate = {"agreement_gate": gate}
+    gated = {"gated": True} if gating and gate else {}
     if fusion_kind == "linear":
         norm = spec.get("normalizer", defaults.get("normalizer", "zscore"))
         if norm not in fusion.NORMALIZERS:

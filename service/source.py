@@ -3,7 +3,7 @@
 A products document is stored with Polyseek's derived fields beside the client's own (``id``,
 ``lang``, ``<field>_<lang>``, vectors, provenance, semantic ids: what searches read) and the
 client's document as sent in the unindexed record ``polyseek.source``
-(:data:`~pipelines.ingest.documents.SOURCE_NAMESPACE`).  Every ``_source`` the service answers
+(:data:`~pipelines.schema.SOURCE_NAMESPACE`).  Every ``_source`` the service answers
 (GET, ``_source``, ``_mget``, ``_search`` and its scroll pages, ``_msearch``, inner hits,
 ``top_hits``) is the record's document, so the client reads back exactly what it wrote.
 
@@ -32,16 +32,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.ingest.documents import (
-    DERIVED_ROOTS,
-    KEYS_KEY,
-    KEYS_PATH,
-    MARK_PATH,
-    SENT_PATH,
-    SOURCE_NAMESPACE,
-    VECTOR_FIELDS,
-    kept_source,
-)
+from pipelines.ingest.documents import kept_source
+from pipelines.schema import KEYS_KEY, KEYS_PATH, MARK_PATH, SENT_PATH, SOURCE_NAMESPACE, VECTOR_FIELDS, product_fields
 from service.errors import SearchError, bad_request
 
 URL_PARAMS = ("_source", "_source_includes", "_source_excludes", "_source_exclude_vectors")
@@ -145,7 +137,7 @@ class FieldsRule:
 
     def filter(self, fields: dict[str, Any], sent_keys: set[str]) -> dict[str, Any]:
         """``fields`` of one hit without what the wildcard matched among the derived fields."""
-        return {k: v for k, v in fields.items() if k in self.explicit or k.split(".")[0] not in DERIVED_ROOTS
+        return {k: v for k, v in fields.items() if k in self.explicit or k.split(".")[0] not in product_fields().derived_roots
                 or k.split(".")[0] in sent_keys}
 
 

@@ -14,16 +14,17 @@ from pipelines.encoders.cross import CrossEncoder, open_cross_encoder
 from pipelines.encoders.dense import TextEncoder, open_encoder
 from pipelines.engine.breaker import CircuitBreaker
 from pipelines.engine.client import EngineClient
-from pipelines.engine.dialect import dialect_for, load_template
+from pipelines.engine.dialect import dialect_for
 from pipelines.engine.errors import EngineError
 from pipelines.engine.transport import AsyncEngine
-from pipelines.ingest.documents import detect_language
 from pipelines.models.card import model_paths
+from pipelines.schema import detect_language
 from pipelines.settings import Settings
 from service import index_models
 from service import search as search_mod
 from service import writes
 from service.errors import SearchError
+from service.log_indices import log_indices
 from service.retrievers import SearchContext
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ class Polyseek:
         return {"fields": s.hybrid_fields, "rank_window_size": s.rank_window_size, "rank_constant": s.rrf_rank_constant,
                 "rerank": bool(s.reranker_model), "rerank_field": s.rerank_field, "rerank_window": s.rerank_window,
                 "sparse": self.has_sparse(model), "fusion": s.hybrid_fusion, "weights": s.hybrid_weights,
-                "normalizer": s.hybrid_normalizer, "gate_k": s.hybrid_gate_k,
+                "normalizer": s.hybrid_normalizer, "gate_k": s.hybrid_gate_k, "gate_margin": s.hybrid_gate_margin,
                 "within_knn": s.hybrid_within_knn, "exact_field": s.hybrid_exact_field,
                 "num_candidates": s.hybrid_num_candidates}
 
@@ -160,8 +161,7 @@ class Polyseek:
 
     async def ensure_log_index(self) -> None:
         """The query-log and feedback indices with their mappings (an existing one is kept)."""
-        for index, body in ((self.settings.query_log_index, self.dialect.query_log_index_body()),
-                            (self.settings.feedback_index, load_template("component/feedback.json")["template"])):
+        for index, body in log_indices(self.settings):
             try:
                 await self.engine.json("PUT", f"/{index}", body)
             except EngineError as exc:

@@ -27,14 +27,8 @@ from starlette.datastructures import QueryParams
 
 from pipelines.engine.errors import EngineRequestError, EngineUnavailable, from_response
 from pipelines.ingest import api as ingest
-from pipelines.ingest.documents import (
-    PER_LANGUAGE_FIELDS,
-    DocumentError,
-    kept_source,
-    merge_partial,
-    user_source,
-    validate,
-)
+from pipelines.ingest.documents import DocumentError, kept_source, merge_partial, user_source, validate
+from pipelines.schema import LANG_FIELD, product_fields
 from service.errors import SearchError, bad_request, error_body
 
 if TYPE_CHECKING:
@@ -275,6 +269,11 @@ def parse_bulk(payload: bytes, default_index: str | None) -> list[BulkOp]:
         if unknown:
             raise bad_request(f"Action/metadata line [{i + 1}] contains an unknown parameter [{unknown[0]}]",
                               "illegal_argument_exception")
+        for key in ("_index", "_id"):  # read by the service itself (the engine checks the rest)
+            if isinstance(meta.get(key), (dict, list)):
+                found = "START_OBJECT" if isinstance(meta[key], dict) else "START_ARRAY"
+                raise bad_request(f"Malformed action/metadata line [{i + 1}], expected a simple value for field "
+                                  f"[{key}] but found [{found}]", "illegal_argument_exception")
         index = meta.get("_index", default_index)
         if not index:
             raise SearchError(400, "action_request_validation_exception", "Validation Failed: 1: index is missing;")
@@ -559,9 +558,9 @@ def _plan_update(op: BulkOp, current: dict[str, Any], forced_refresh: bool) -> _
                            "result": "noop", **({"forced_refresh": True} if forced_refresh else {}),
                            "_shards": {"total": 1, "successful": 1, "failed": 0},
                            "_seq_no": current["_seq_no"], "_primary_term": current["_primary_term"], "status": 200}}
-    if (kept_source(current.get("_source") or {}) is None and "lang" not in body["doc"]
-            and any(f in body["doc"] for f in PER_LANGUAGE_FIELDS)):
-        merged.pop("lang", None)  # a document from before the sent record: its lang may be derived, detect again
+    if (kept_source(current.get("_source") or {}) is None and LANG_FIELD not in body["doc"]
+            and any(f in body["doc"] for f in product_fields().per_language_fields)):
+        merged.pop(LANG_FIELD, None)  # a document from before the sent record: its lang may be derived, detect again
     from_read = "if_seq_no" not in carried
     if from_read:
         carried |= {"if_seq_no": current["_seq_no"], "if_primary_term": current["_primary_term"]}

@@ -59,10 +59,10 @@ DEFAULTS = {"fields": ["title"], "rank_window_size": 50, "rank_constant": 60, "r
 
 
 def test_hybrid_shorthand_uses_the_configured_fusion_and_weights():
-    from service.retrievers import expand_hybrid, validate
+    from service.retrievers import expand_hybrid, parse
 
     tree = expand_hybrid({"query": "kabellose Kopfhörer"}, DEFAULTS)
-    validate(tree)
+    parse(tree)
     subs = tree["rrf"]["retrievers"]
     assert [next(iter(s["retriever"])) for s in subs] == ["standard", "knn"]  # weight 0: sparse not run
     assert [s["weight"] for s in subs] == [0.5, 1.0]
@@ -130,3 +130,68 @@ def test_within_reorders_the_reference_and_adds_nothing():
     assert [d for d, _ in fused] == ["c", "a", "b"]  # c rises by its words, x (BM25 only) never enters
     assert {d for d, _ in fusion.rrf([knn, bm25], 60, weights=[1.0, 1.0], within=0)} == {"a", "b", "c"}
     assert "x" in {d for d, _ in fusion.linear([knn, bm25], [1.0, 1.0], ["minmax", "minmax"])}
+
+
+def test_margin_gate_opens_when_knn_backs_the_lexical_top_hit():
+    knn = [("right-en", 0.90), ("right-de", 0.89), ("other", 0.50)]  # cosines: translations tie
+    same_product = [("right-de", 12.0), ("wrong-de", 11.0)]
+    words_only = [("wrong-de", 9.0), ("right-de", 2.0)]
+    assert fusion.gate_open([same_product, knn], [True, False], 1, k=0, margin=0.03) == [True, True]
+    assert fusion.gate_open([words_only, knn], [True, False], 1, k=0, margin=0.03) == [False, True]
+    assert fusion.gate_open([same_product, knn], [True, False], 1, k=0, margin=0.0) == [False, True]
+    # engine scores are mapped to cosine first (OpenSearch's innerproduct: 1 + cos)
+    engine = [(d, 1.0 + c) for d, c in knn]
+    assert fusion.gate_open([same_product, engine], [True, False], 1, k=0, margin=0.03,
+                            similarity=lambda s: s - 1.0) == [True, True]
+    assert fusion.gate_open([same_product, engine], [True, False], 1, k=0, margin=0.005,
+                            similarity=lambda s: s - 1.0) == [False, True]
+
+
+def test_an_exact_title_hit_anchors_the_gate_and_the_language():
+    knn = [("p-en", 0.9), ("p-ja", 0.9), ("p-de", 0.89), ("child-en", 0.8), ("child-de", 0.79)]
+    bm25 = [("child-de", 5.0), ("p-de", 4.0)]  # kNN does not back its top hit
+    exact = [("p-de", 1.0)]
+    lang = {"p-en": "en", "p-ja": "ja", "p-de": "de", "child-en": "en", "child-de": "de"}
+    assert fusion.gate_open([bm25, knn, exact], [True, False, False], 1, k=0, margin=0.03) == [False, True, True]
+    opened = fusion.gate_open([bm25, knn, exact], [True, False, False], 1, k=0, margin=0.03, anchor=2)
+    assert opened == [True, True, True]
+    assert fusion.anchor_languages([bm25, knn, exact], opened, [True, False, False], 2, lang) == {"de"}
+    # without an exact hit, the language is that of the backed lexical top hit; none when nothing is backed
+    backed = [("p-de", 4.0)]
+    opened = fusion.gate_open([backed, knn, []], [True, False, False], 1, k=0, margin=0.03, anchor=2)
+    assert fusion.anchor_languages([backed, knn, []], opened, [True, False, False], 2, lang) == {"de"}
+    opened = fusion.gate_open([bm25, knn, []], [True, False, False], 1, k=0, margin=0.03, anchor=2)
+    assert fusion.anchor_languages([bm25, knn, []], opened, [True, False, False], 2, lang) == set()
+
+
+def test_language_preference_moves_the_shoppers_language_first_and_nothing_without_evidence():
+    fused = [("p-en", 2.0), ("p-ja", 2.0), ("p-de", 1.9), ("child-en", 1.2), ("child-de", 1.1)]
+    lang = {"p-en": "en", "p-ja": "ja", "p-de": "de", "child-en": "en", "child-de": "de"}
+    assert [d for d, _ in fusion.prefer_languages(fused, lang, {"de"}, 1.0)] == \
+        ["p-de", "child-de", "p-en", "p-ja", "child-en"]
+    assert fusion.prefer_languages(fused, lang, set(), 1.0) == fused
+    assert fusion.prefer_languages(fused, lang, {"de"}, 0.0) == fused
+
+
+@pytest.mark.parametrize("name,score,cosine", [("opensearch", 1.6, 0.6), ("opensearch", 0.625, -0.6),
+                                               ("elasticsearch", 0.8, 0.6), ("elasticsearch", 0.2, -0.6)])
+def test_knn_scores_map_back_to_cosine(name, score, cosine):
+    from pipelines.engine.dialect import dialect_for
+
+    assert dialect_for(name).knn_similarity(score) == pytest.approx(cosine)
+
+
+def test_hybrid_shorthand_margin_gate_anchor_and_language():
+    from service.retrievers import expand_hybrid, parse
+
+    defaults = {"fields": ["title"], "rank_window_size": 50, "rank_constant": 60, "rerank": False,
+                "rerank_field": "title", "rerank_window": 20, "sparse": False, "fusion": "linear",
+                "weights": {"bm25": 1.0, "knn": 1.0, "exact": 0.5, "language": 1.0}, "normalizer": "minmax",
+                "gate_k": 0, "gate_margin": 0.03, "exact_field": "title.exact"}
+    tree = expand_hybrid({"query": "Kopfhörer"}, defaults)["linear"]
+    assert tree["agreement_gate"] == {"reference": 1, "k": 0, "margin": 0.03, "anchor": 2, "language_boost": 1.0}
+    assert [e.get("gated", False) for e in tree["retrievers"]] == [True, False, False]
+    parse({"linear": tree}, "retriever")
+    assert "agreement_gate" not in expand_hybrid({"query": "x", "gate_margin": False}, defaults)["linear"]
+    no_language = expand_hybrid({"query": "x", "weights": {"language": 0}}, defaults)["linear"]
+    assert "language_boost" not in no_language["agreement_gate"]

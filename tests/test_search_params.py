@@ -312,6 +312,12 @@ MALFORMED = [
     ({"retriever": {"text_similarity_reranker": {"retriever": {"knn": KNN}, "field": "title"}}},
      "retriever.text_similarity_reranker.inference_text"),
     ({"retriever": [1, 2]}, "search.retriever"),
+    ({"retriever": {"standard": {"query": {"sparse_vector": {"field": "sparse", "query_vector": "oops"}}}}},
+     "sparse_vector.query_vector"),
+    ({"retriever": {"standard": {"query": {"bool": {"should": [
+        {"sparse_vector": {"field": "sparse", "query_vector": {"chair": 1.0}, "boost": "x"}}]}}}}}, "sparse_vector.boost"),
+    ({"retriever": {"standard": {"query": {"sparse_vector": {"field": "sparse", "query_vector": {"chair": "x"}}}}}},
+     "sparse_vector.query_vector.chair"),
     ({"query": {"hybrid": {"query": "chair", "rank_window_size": "x"}}}, "query.hybrid.rank_window_size"),
     ({"query": {"hybrid": {"query": "chair", "weights": {"bm25": "high"}}}}, "query.hybrid.weights.bm25"),
     ({"query": {"hybrid": {"query": ["chair"]}}}, "query.hybrid.query"),

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.models.semantic_ids import CODE_FIELD, ResidualQuantizer, fit, kmeans, pair_quality, prefix_field
+from pipelines.models.semantic_ids import ResidualQuantizer, fit, kmeans, pair_quality
+from pipelines.schema import CODE_FIELD, prefix_field
 
 
 def _clusters(n_groups: int = 12, per_group: int = 6, dims: int = 16, noise: float = 0.05, seed: int = 1):

@@ -144,6 +144,8 @@ def test_request_level_errors_match_the_engine(eng, svc, pair, engine):
         ("POST", "/{i}/_bulk", [{"update": {"_id": "1", "version": 3}}, {"doc": {"title": "x"}}], None),
         ("POST", "/{i}/_bulk", [{"update": {"_id": "1"}}, {"doc": {"title": "x"}, "foo": 1}], None),
         ("POST", "/{i}/_bulk", [{"index": {"_id": "x" * 513}}, {"title": "x"}], None),
+        ("POST", "/{i}/_bulk", [{"index": {"_id": {"a": 1}}}, {"title": "x"}], None),
+        ("POST", "/{i}/_bulk", [{"index": {"_id": "1", "_index": ["other"]}}, {"title": "x"}], None),
         ("POST", "/{i}/_bulk", [{"index": {"_id": "1", "version_type": "bogus", "version": 2}}, {"title": "x"}], None),
         ("POST", "/{i}/_bulk", [{"index": {"_id": "1", "if_primary_term": 1}}, {"title": "x"}], None),
         ("POST", "/{i}/_bulk", [{"index": {"_id": "1", "if_seq_no": 1}}, {"title": "x"}], None),

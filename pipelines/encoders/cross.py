@@ -1,4 +1,7 @@
-"""Runtime cross-encoder (reranker): onnxruntime + tokenizers, no torch."""
+"""Runtime cross-encoder (reranker): onnxruntime + tokenizers, no torch.
+
+The passage it reads of a product is :func:`pipelines.schema.rerank_text`.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +13,6 @@ from tokenizers import Tokenizer
 
 from pipelines.encoders.dense import Precision, pad_batch, session_options
 from pipelines.models.card import ModelPaths
-
-
-def rerank_fields(field_name: str) -> list[str]:
-    """The fields a reranker reads of each document: ``field_name``, then category and description."""
-    return list(dict.fromkeys([field_name, "category", "description"]))
-
-
-def rerank_text(source: dict, field_name: str = "title") -> str:
-    """The passage the reranker scores for a document (training passages must look the same)."""
-    return " . ".join(str(source[f]) for f in rerank_fields(field_name) if source.get(f))
 
 
 class CrossEncoder:

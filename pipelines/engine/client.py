@@ -68,9 +68,10 @@ class EngineClient:
         return self.transport.request("HEAD", f"/{index}").status < 300
 
     def create_products_index(self, index: str, dims: int | None = None, model: str | None = None) -> bool:
-        """Create ``index`` from the product templates, stamped with its dense ``model``;
-        False if it already exists."""
-        body = self.dialect.product_index_body(dims or self.settings.dense_dims, model or self.settings.dense_model)
+        """Create ``index`` from the product templates (under ``settings.product_fields``' names), stamped
+        with its dense ``model``; False if it already exists."""
+        body = self.dialect.product_index_body(dims or self.settings.dense_dims, model or self.settings.dense_model,
+                                               self.settings.product_fields)
         return self._create(index, body)
 
     def index_model(self, index: str) -> str | None:

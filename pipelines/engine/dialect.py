@@ -16,6 +16,8 @@ from importlib.resources import files
 from importlib.resources.abc import Traversable
 from typing import Any
 
+from pipelines.schema import CHUNK_VECTOR, CHUNKS_FIELD, DEFAULT_PRODUCT_FIELDS, VECTOR_FIELD, ProductFields
+
 # the es_templates package's data (the repository's top-level es_templates/ folder, shipped in the wheel)
 TEMPLATES: Traversable = files("es_templates")
 
@@ -89,28 +91,28 @@ class Dialect(ABC):
 
     name: str
 
-    def product_index_body(self, dims: int, model: str | None = None) -> Body:
+    def product_index_body(self, dims: int, model: str | None = None,
+                           fields: ProductFields = DEFAULT_PRODUCT_FIELDS) -> Body:
         """Settings and mappings of a products index, from the component templates.
 
         ``model`` (the dense model's name in the model cache) is recorded in the mapping's
         ``_meta``, so that workers and the query service embed with the index's own model.
+        ``fields``: the catalog's product field names; the templates' mappings of the default
+        names are given to them.
         """
         body: Body = {}
         for part in ("component/products-text.json", f"{self.name}/products-vectors.json"):
             _merge(body, copy.deepcopy(load_template(part)["template"]))
-        props = body["mappings"]["properties"]
-        self._set_dims(props["embedding"], dims)
-        if "chunks" in props:
-            self._set_dims(props["chunks"]["properties"]["embedding"], dims)
+        props = body["mappings"]["properties"] = fields.rename_properties(body["mappings"]["properties"])
+        self._set_dims(props[VECTOR_FIELD], dims)
+        if CHUNKS_FIELD in props:
+            self._set_dims(props[CHUNKS_FIELD]["properties"][CHUNK_VECTOR], dims)
         if model:
             body["mappings"].setdefault("_meta", {})[MODEL_META_KEY] = model
         return body
 
     def dead_letter_index_body(self) -> Body:
         return copy.deepcopy(load_template("component/dead-letter.json")["template"])
-
-    def query_log_index_body(self) -> Body:
-        return copy.deepcopy(load_template("component/query-log.json")["template"])
 
     @abstractmethod
     def _set_dims(self, field_mapping: Body, dims: int) -> None: ...
@@ -123,6 +125,11 @@ class Dialect(ABC):
     @abstractmethod
     def sparse_query(self, field: str, weights: dict[str, float], boost: float = 1.0) -> Body:
         """A query-DSL clause scoring sum(q_t * d_t) over the learned sparse field ``field``."""
+
+    @staticmethod
+    @abstractmethod
+    def knn_similarity(score: float) -> float:
+        """The cosine of query and document behind a kNN hit's engine ``score`` (unit vectors)."""
 
     def best_chunk_knn_query(self, field: str, chunks_path: str, vector: list[float], k: int,
                              num_candidates: int, filter: Body | None = None) -> Body:
@@ -157,6 +164,11 @@ class OpenSearchDialect(Dialect):
         clause["k"] = max(k, num_candidates) if num_candidates else k
         return {"knn": {field: clause}}
 
+    @staticmethod
+    def knn_similarity(score: float) -> float:
+        """lucene ``innerproduct`` scores a dot product d as 1 + d (d >= 0), else 1 / (1 - d)."""
+        return score - 1.0 if score >= 1.0 else 1.0 - 1.0 / score if score > 0 else -1.0
+
     def sparse_query(self, field: str, weights: dict[str, float], boost: float = 1.0) -> Body:
         return sparse_query(field, weights, boost)
 
@@ -183,6 +195,11 @@ class ElasticsearchDialect(Dialect):
         if filter:
             clause["filter"] = filter
         return {"knn": clause}
+
+    @staticmethod
+    def knn_similarity(score: float) -> float:
+        """``dot_product`` scores a dot product d of unit vectors as (1 + d) / 2."""
+        return 2.0 * score - 1.0
 
     def sparse_query(self, field: str, weights: dict[str, float], boost: float = 1.0) -> Body:
         return sparse_term_query(field, weights, boost)

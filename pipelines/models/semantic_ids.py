@@ -27,17 +27,9 @@ from typing import Any
 
 import numpy as np
 
-MAX_LEVELS = 8
-CODE_FIELD = "semantic_id"  # the full code, "017-203-088"
+from pipelines.schema import CODE_FIELD, MAX_CODE_LEVELS, prefix_field
 
-
-def prefix_field(level: int) -> str:
-    """The keyword field holding the code's first ``level`` parts (``semantic_id_l1``, ...)."""
-    return f"{CODE_FIELD}_l{level}"
-
-
-# every field a code may be written to (the full code and the prefixes of up to MAX_LEVELS levels)
-CODE_FIELDS = (CODE_FIELD, *(prefix_field(n) for n in range(1, MAX_LEVELS)))
+MAX_LEVELS = MAX_CODE_LEVELS  # the fields a code may take are named in pipelines.schema
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ encoder's adapter.  Training is listwise over *ranking groups*: a query, its gra
 passages and hard negatives the dense encoder ranks high (:func:`mine_groups`); the loss is a
 softmax cross-entropy against the graded target distribution (gain ``2**grade - 1``, as nDCG).
 
-Passages are what the service sends the reranker (:func:`pipelines.encoders.cross.rerank_text`);
+Passages are what the service sends the reranker (:func:`pipelines.schema.rerank_text`);
 pairs are cut longest-first to ``max_length`` tokens in training and serving.  Exported to
 ONNX int8 like the encoder.  Groups come from JSONL (``python -m bench.device_reranker pack``
 writes them from the training split of the dev data).

@@ -56,6 +56,7 @@ def shared_training_pairs(data_dir: Path, *, ikea: bool = True, seed: int = 7) -
     import random
 
     from pipelines.models.finetune import Pair, passage_text
+    from pipelines.schema import DEFAULT_PRODUCT_FIELDS as NAMES  # the passages below use the default names
 
     rng = random.Random(seed)
     tax = {lang: read_taxonomy(data_dir, lang, train_only=True) for lang in TAXONOMY_LOCALES}
@@ -63,7 +64,7 @@ def shared_training_pairs(data_dir: Path, *, ikea: bool = True, seed: int = 7) -
     others = [lang for lang in TAXONOMY_LOCALES if lang != "en"]
 
     def doc(levels: list[str]) -> str:
-        return passage_text({"title": levels[-1], "category": " > ".join(levels)})
+        return passage_text({"title": levels[-1], "category": " > ".join(levels)}, NAMES)
 
     pairs = []
     for cid, levels in en.items():
@@ -76,9 +77,9 @@ def shared_training_pairs(data_dir: Path, *, ikea: bool = True, seed: int = 7) -
         for other in ("de", "fr"):
             english, foreign = read_ikea(data_dir, "train", f"en-{other}")
             for e, f in zip(english, foreign):
-                pairs.append(Pair(f, passage_text({"title": e[:80], "description": e}), group=f"ikea-{e[:200]}",
+                pairs.append(Pair(f, passage_text({"title": e[:80], "description": e}, NAMES), group=f"ikea-{e[:200]}",
                                   lang=other, source="ikea"))
-                pairs.append(Pair(e, passage_text({"title": f[:80], "description": f}), group=f"ikea-{e[:200]}",
+                pairs.append(Pair(e, passage_text({"title": f[:80], "description": f}, NAMES), group=f"ikea-{e[:200]}",
                                   lang="en", source="ikea"))
     rng.shuffle(pairs)
     return pairs
