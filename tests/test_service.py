@@ -413,3 +413,38 @@ def test_a_search_that_embeds_nothing_needs_no_model(es, engine):
         assert "no-such-model-on-disk" in str(exc.value)
     finally:
         engine.delete_index(index)
+
+
+def test_the_shoppers_language_comes_first_only_when_the_catalog_has_the_product_in_it(es, engine):
+    """The hybrid default's lexical anchor: a query that is a German listing's whole title shows the
+    German listings (the product and a related one) before other languages' versions of the product;
+    a German query whose product exists only in English still gets the English product above a
+    German listing that merely shares a word (no same-language wrong product first)."""
+    from tests.conftest import RUN
+
+    index = f"test-{RUN}-language"
+    docs = [
+        {"id": "hp-de", "title": "Kopfhörer", "category": "Elektronik > Audio > Kopfhörer"},
+        {"id": "hp-en", "title": "Headphones", "category": "Electronics > Audio > Headphones"},
+        {"id": "hp-ja", "title": "ヘッドホン", "category": "電子機器 > オーディオ > ヘッドホン"},
+        {"id": "stand-de", "title": "Kopfhörerständer aus Holz", "category": "Elektronik > Audio > Kopfhörer"},
+        {"id": "stand-en", "title": "Wooden headphone stand", "category": "Electronics > Audio > Headphones"},
+        {"id": "bt-en", "title": "Wireless noise-cancelling earbuds", "category": "Electronics > Audio"},
+        {"id": "kb-de", "title": "Kabellose Tastatur mit Nummernblock", "category": "Computer > Tastaturen"},
+    ]
+    actions = [line for d in docs for line in ({"index": {"_index": index, "_id": d["id"]}}, d)]
+    assert not es.bulk(operations=actions, refresh="wait_for")["errors"]
+    try:
+        german = ids(es.search(index=index, query={"hybrid": {"query": "Kopfhörer"}}, size=5))
+        assert german[:2] == ["hp-de", "stand-de"], german
+        assert german.index("hp-en") > german.index("stand-de")
+        flat = ids(es.search(index=index, query={"hybrid": {"query": "Kopfhörer", "weights": {"language": 0}}},
+                             size=5))
+        assert flat[0] == "hp-de" and flat.index("stand-de") > min(flat.index("hp-en"), flat.index("hp-ja")), flat
+        query = "kabellose Ohrhörer mit Geräuschunterdrückung"
+        words = ids(es.search(index=index, query={"hybrid": {"query": query, "weights": {"knn": 0, "exact": 0}}}))
+        assert words[0] == "kb-de"  # the premise: BM25 alone puts the German keyboard first
+        xling = ids(es.search(index=index, query={"hybrid": {"query": query}}, size=5))
+        assert xling[0] == "bt-en" and "kb-de" not in xling[:2], xling
+    finally:
+        engine.delete_index(index)
