@@ -152,7 +152,7 @@ class Settings(BaseSettings):
     # points on every dev set.
     hybrid_fusion: Literal["rrf", "linear"] = Field("linear", description="Fusion of the hybrid shorthand.")
     hybrid_weights: dict[str, float] = Field(
-        default_factory=lambda: {"bm25": 1.0, "knn": 1.0, "sparse": 0.0, "exact": 0.5, "language": 1.0},
+        default_factory=lambda: {"bm25": 1.0, "knn": 1.0, "sparse": 0.0, "exact": 1.0, "language": 1.0},
         description="Per-leaf weights of the hybrid shorthand (bm25, knn, sparse, exact: the query is a "
                     "document's whole title); 0 leaves a leaf out.  language: fused score added to documents "
                     "in the shopper's language while the gate is open.")
@@ -162,7 +162,7 @@ class Settings(BaseSettings):
         0, description="Query-adaptive rule of the hybrid shorthand: BM25/sparse count for a query when kNN "
                        "ranks their top hit in its top k (0: this rule off).")
     hybrid_gate_margin: float | None = Field(
-        0.03, description="Query-adaptive rule of the hybrid shorthand: BM25/sparse count for a query when their "
+        0.0, description="Query-adaptive rule of the hybrid shorthand: BM25/sparse count for a query when their "
                           "top hit's kNN cosine is within this margin of kNN's best, or when the exact-title leaf "
                           "has a hit (None: this rule off).")
     hybrid_exact_field: str | None = Field(
