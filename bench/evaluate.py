@@ -129,16 +129,17 @@ def run_method(es, index: str, bench: Benchmark, method: Method, threads: int = 
     as the service's methods do.
 
     A query whose own text is a document of the pool (IKEA: the description being translated)
-    searches with that document filtered out of every leaf (``post_filter``, which the service
-    applies to each leaf): removed only afterwards, it would still steer the fusion (the
-    agreement gate sees BM25 and kNN agree on it) in a way no shopper's query does.
+    searches with that document filtered out of every leaf (:func:`excluding`): removed only
+    afterwards (``post_filter`` applies after fusion, as in Elasticsearch), it would still steer
+    the fusion (the gate sees BM25 and kNN agree on it, and prefers its language) in a way no
+    shopper's query does.
     """
     def one(item: tuple[str, tuple[str, str]]) -> tuple[str, dict[str, float], float]:
         qid, (text, _) = item
         t0 = time.perf_counter()
         body = method.body(text)
         if bench.own_doc.get(qid):
-            body["post_filter"] = {"bool": {"must_not": {"ids": {"values": [bench.own_doc[qid]]}}}}
+            body = excluding(body, [bench.own_doc[qid]])
         resp = es.search(index=index, size=WINDOW, source=False, **body)
         return qid, {h["_id"]: float(h["_score"]) for h in resp["hits"]["hits"]}, time.perf_counter() - t0
 
@@ -149,6 +150,40 @@ def run_method(es, index: str, bench: Benchmark, method: Method, threads: int = 
             run[qid] = hits
             lat.append(1000 * took)
     return run, lat
+
+
+LEAF_RETRIEVERS = ("standard", "knn", "sparse")
+
+
+def excluding(body: dict, ids: list[str]) -> dict:
+    """``body`` with the documents ``ids`` filtered out of every leaf before any fusion: each leaf
+    retriever's ``filter``, the hybrid shorthand's ``filter``, or a plain query's ``bool.must_not``."""
+    not_these = {"bool": {"must_not": {"ids": {"values": ids}}}}
+
+    def tree(spec: dict) -> dict:
+        ((kind, inner),) = spec.items()
+        inner = dict(inner)
+        if kind in LEAF_RETRIEVERS:
+            have = inner.get("filter")
+            inner["filter"] = ([*have] if isinstance(have, list) else [have] if have else []) + [not_these]
+        elif "retrievers" in inner:
+            inner["retrievers"] = [{**e, "retriever": tree(e["retriever"])} if "retriever" in e else tree(e)
+                                   for e in inner["retrievers"]]
+        elif "retriever" in inner:
+            inner["retriever"] = tree(inner["retriever"])
+        return {kind: inner}
+
+    body = dict(body)
+    if "retriever" in body:
+        body["retriever"] = tree(body["retriever"])
+    elif "hybrid" in body.get("query", {}):
+        hybrid = dict(body["query"]["hybrid"])
+        hybrid["filter"] = [*(hybrid["filter"] if isinstance(hybrid.get("filter"), list)
+                              else [hybrid["filter"]] if hybrid.get("filter") else []), not_these]
+        body["query"] = {"hybrid": hybrid}
+    else:
+        body["query"] = {"bool": {"must": [body.get("query", {"match_all": {}})], **not_these["bool"]}}
+    return body
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from bench import datasets
 from bench.eval_run import DEFAULT_DATA, EVAL_FIELDS, served
 from bench.evaluate import methods, run_method, score
+from pipelines.schema import detect_language
 from pipelines.settings import get_settings
 from service import fusion
 
@@ -55,10 +56,11 @@ def candidates(with_sparse: bool = True) -> list[dict[str, Any]]:
 
 
 def fuse(config: dict[str, Any], leaves: dict[str, dict[str, dict[str, float]]], window: int,
-         lang: dict[str, str] | None = None, similarity=None) -> dict:
+         lang: dict[str, str] | None = None, similarity=None, query_language: dict[str, str] | None = None) -> dict:
     """``{qid: {doc: score}}`` of one configuration over the leaf runs (each ``{qid: {doc: score}}``, best first),
     as the service fuses them (:mod:`service.fusion`); ``lang``: each document's language (the language
-    preference), ``similarity``: kNN score -> cosine (None: the runs hold cosines, as the offline ones do)."""
+    preference), ``similarity``: kNN score -> cosine (None: the runs hold cosines, as the offline ones do),
+    ``query_language``: the language detected in each query's text."""
     names = [n for n in LEAVES if n in leaves and config["weights"].get(n, 0.0) > 0]
     gated = [n in LEXICAL for n in names]
     margin, k = config.get("margin"), config.get("gate") or 0
@@ -80,8 +82,8 @@ def fuse(config: dict[str, Any], leaves: dict[str, dict[str, dict[str, float]]],
         else:
             ranked = fusion.linear(lists, weights, [config["normalizer"]] * len(lists), window, within)
         if boost:
-            ranked = fusion.prefer_languages(ranked, lang, fusion.anchor_languages(lists, opened, gated, anchor, lang),
-                                             boost)
+            found = fusion.anchor_languages(lists, opened, gated, anchor, lang, (query_language or {}).get(qid))
+            ranked = fusion.prefer_languages(ranked, lang, found, boost)
         out[qid] = dict(ranked[:window])
     return out
 
@@ -196,9 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     benches = [english, mono, ikea, xling_mixed]
     chosen_by = [english, mono, ikea]
     langs = {b.name: {d: doc["lang"] for d, doc in b.corpus.items()} for b in benches}
+    detected = {q: detect_language(text) for b in benches for q, (text, _) in b.queries.items()}
     rows = []
     for config in tqdm(candidates(sparse), desc="fusions", unit="config"):
-        per_bench = {b.name: score(b, fuse(config, runs[b.name], window, langs[b.name], similarity),
+        per_bench = {b.name: score(b, fuse(config, runs[b.name], window, langs[b.name], similarity, detected),
                                    detail=False)["all"]["ndcg@10"] for b in benches}
         rows.append({"config": config, "ndcg@10": per_bench,
                      "mean": round(sum(per_bench[b.name] for b in chosen_by) / len(chosen_by), 4)})
@@ -221,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     current = settings_config(settings)
     shipped = next((r for r in rows if r["config"] == current), None)
     if shipped is None:  # the shipped default is off the grid: score it too
-        per_bench = {b.name: score(b, fuse(current, runs[b.name], window, langs[b.name], similarity),
+        per_bench = {b.name: score(b, fuse(current, runs[b.name], window, langs[b.name], similarity, detected),
                                    detail=False)["all"]["ndcg@10"] for b in benches}
         shipped = {"config": current, "ndcg@10": per_bench,
                    "mean": round(sum(per_bench[b.name] for b in chosen_by) / len(chosen_by), 4)}

@@ -113,15 +113,18 @@ def agreement_weights(lists: Sequence[Ranked], weights: Sequence[float], gated: 
 
 
 def anchor_languages(lists: Sequence[Ranked], opened: Sequence[bool], gated: Sequence[bool],
-                     anchor: int | None, lang: Mapping[str, str]) -> set[str]:
+                     anchor: int | None, lang: Mapping[str, str], query_language: str | None = None) -> set[str]:
     """The shopper's language(s) as the documents show it: those of the anchor list's hits (the
     query is their title), else that of the first open gated list's top hit (the query matched
-    it by its words and kNN backs it); empty when no lexical evidence counts for this query."""
+    it by its words and kNN backs it) when it is the language detected in the query text -- a
+    lexical match across languages (a brand, a material, a model number) says nothing about the
+    shopper's language; empty when no such evidence counts for this query."""
     if anchor is not None and lists[anchor]:
         return {lang[d] for d, _ in lists[anchor] if d in lang}
     for ranked, ok, g in zip(lists, opened, gated):
         if g and ok and ranked:
-            return {lang[ranked[0][0]]} if ranked[0][0] in lang else set()
+            found = lang.get(ranked[0][0])
+            return {found} if found is not None and found == query_language else set()
     return set()
 
 

@@ -26,7 +26,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pipelines.engine.dialect import Dialect
 from pipelines.engine.errors import EngineError, EngineRequestError, from_response
 from pipelines.engine.transport import AsyncEngine, encode_json
-from pipelines.schema import CHUNKS_FIELD, LANG_FIELD, SPARSE_FIELD, VECTOR_FIELD, rerank_fields, rerank_text
+from pipelines.schema import (CHUNKS_FIELD, LANG_FIELD, SPARSE_FIELD, VECTOR_FIELD, detect_language, rerank_fields,
+                              rerank_text)
 from service import fusion
 from service.fusion import Normalizer
 from service.errors import SearchError, bad_request
@@ -570,7 +571,8 @@ async def evaluate(plan: Plan, ctx: SearchContext) -> Ranked:
                                       similarity=similarity, anchor=gate.anchor)
             weights = [w if ok else 0.0 for w, ok in zip(weights, opened)]
             if gate.language_boost > 0:
-                languages = fusion.anchor_languages(lists, opened, gated, gate.anchor, ctx.doc_lang)
+                query_language = detect_language(ctx.query_texts[0]) if ctx.query_texts else None
+                languages = fusion.anchor_languages(lists, opened, gated, gate.anchor, ctx.doc_lang, query_language)
         within = gate.reference if gate is not None and gate.within else None
         if kind == "rrf":
             fused = fusion.rrf(lists, int(body.get("rank_constant", 60)), sub_window, weights, within)

@@ -157,9 +157,12 @@ def test_an_exact_title_hit_anchors_the_gate_and_the_language():
     assert opened == [True, True, True]
     assert fusion.anchor_languages([bm25, knn, exact], opened, [True, False, False], 2, lang) == {"de"}
     # without an exact hit, the language is that of the backed lexical top hit; none when nothing is backed
+    # (only when the query's text is in that language: a brand or material matched across languages says nothing)
     backed = [("p-de", 4.0)]
     opened = fusion.gate_open([backed, knn, []], [True, False, False], 1, k=0, margin=0.03, anchor=2)
-    assert fusion.anchor_languages([backed, knn, []], opened, [True, False, False], 2, lang) == {"de"}
+    assert fusion.anchor_languages([backed, knn, []], opened, [True, False, False], 2, lang, "de") == {"de"}
+    assert fusion.anchor_languages([backed, knn, []], opened, [True, False, False], 2, lang, "en") == set()
+    assert fusion.anchor_languages([backed, knn, []], opened, [True, False, False], 2, lang) == set()
     opened = fusion.gate_open([bm25, knn, []], [True, False, False], 1, k=0, margin=0.03, anchor=2)
     assert fusion.anchor_languages([bm25, knn, []], opened, [True, False, False], 2, lang) == set()
 
