@@ -25,6 +25,10 @@ class Benchmark:
     queries: dict[str, tuple[str, str]] = field(default_factory=dict)  # query id -> (text, lang)
     qrels: dict[str, dict[str, int]] = field(default_factory=dict)     # query id -> doc id -> grade
     own_doc: dict[str, str] = field(default_factory=dict)  # query id -> its own text in the corpus (not scored)
+    # LAReQA-style relevance (Roy et al., 2020): every *other* language's version of the query's item, with the
+    # query's own-language version (its own text here) left out of the ranking; scored as mAP@20
+    lareqa: dict[str, dict[str, int]] = field(default_factory=dict)
+    lareqa_skip: dict[str, str] = field(default_factory=dict)
 
     def doc_lang(self, doc_id: str) -> str:
         return self.corpus[doc_id]["lang"]
@@ -87,7 +91,9 @@ def monolingual(bench: Benchmark) -> Benchmark:
     """The same corpus and queries with only same-language documents relevant (where BM25 should matter).
 
     Every locale's query (English too) must find its category in its own language among
-    the five other languages' versions of it and of everything else.
+    the five other languages' versions of it and of everything else.  The same runs are also
+    scored LAReQA-style (:attr:`Benchmark.lareqa`): the five other languages' versions of the
+    query's category, its own-language version set aside -- strong cross-lingual alignment.
     """
     mono = Benchmark(bench.name.replace("taxonomy-xling-mixed", "taxonomy-mono"), corpus=bench.corpus,
                      own_doc=bench.own_doc)
@@ -95,6 +101,9 @@ def monolingual(bench: Benchmark) -> Benchmark:
         rel = {d: g for d, g in bench.qrels[qid].items() if bench.doc_lang(d) == lang}
         if rel:
             mono.queries[qid], mono.qrels[qid] = (text, lang), rel
+            same_item = [d for d, g in bench.qrels[qid].items() if g == 2]
+            mono.lareqa[qid] = {d: 1 for d in same_item if bench.doc_lang(d) != lang}
+            mono.lareqa_skip[qid] = next((d for d in same_item if bench.doc_lang(d) == lang), "")
     return mono
 
 

@@ -244,6 +244,18 @@ def own_language_share(bench: Benchmark, run: dict[str, dict[str, float]], k: in
     return round(sum(shares) / len(shares), 4) if shares else None
 
 
+def lareqa_map(bench: Benchmark, run: dict[str, dict[str, float]]) -> float:
+    """LAReQA-style mAP@20: every other language's version of the query's item is relevant, the
+    query's own-language version is left out of the ranking (a retriever with strong alignment
+    ranks all of them above every other item, in whatever language)."""
+    from ranx import Qrels, Run, evaluate
+
+    qrels = {q: rel for q, rel in bench.lareqa.items() if rel}
+    rn = {q: ({d: s for d, s in run.get(q, {}).items() if d != bench.lareqa_skip.get(q)} or {"__none__": 0.0})
+          for q in qrels}
+    return round(float(evaluate(Qrels(qrels), Run(rn), "map@20", make_comparable=True)), 4)
+
+
 def score(bench: Benchmark, run: dict[str, dict[str, float]], *, detail: bool = True) -> dict[str, Any]:
     """Overall and per (query lang -> doc lang) metrics with ranx, a bootstrap interval of nDCG@10
     and the own-language share of the top 10."""
@@ -263,6 +275,8 @@ def score(bench: Benchmark, run: dict[str, dict[str, float]], *, detail: bool = 
         return out
     out["ndcg@10_ci95"] = bootstrap_ci(list(per_query_ndcg(bench, run).values()))
     out["own_lang_share@10"] = own_language_share(bench, run)
+    if bench.lareqa:
+        out["lareqa_map@20"] = lareqa_map(bench, run)
     qlangs = sorted({lang for _, lang in bench.queries.values()})
     dlangs = sorted({d["lang"] for d in bench.corpus.values()})
     for ql in qlangs:
@@ -290,7 +304,8 @@ def _fmt(value: float | None, width: int, digits: int = 3) -> str:
 
 def table(results: dict[str, dict[str, Any]], latency: dict[str, dict[str, float]]) -> str:
     lines = [f"{'method':<18}" + "".join(f"{m:>12}" for m in METRICS) + f"{'p50 ms':>9}{'p95 ms':>9}"
-             + f"{'nDCG@10 95% CI':>18}{'vs knn (paired)':>26}{'own-lang@10':>13}"]
+             + f"{'nDCG@10 95% CI':>18}{'vs knn (paired)':>26}{'own-lang@10':>13}"
+             + (f"{'LAReQA mAP@20':>15}" if any("lareqa_map@20" in r for r in results.values()) else "")]
     for name, res in results.items():
         lo, hi = res.get("ndcg@10_ci95", (float("nan"), float("nan")))
         vs = res.get("vs_knn")
@@ -298,7 +313,8 @@ def table(results: dict[str, dict[str, Any]], latency: dict[str, dict[str, float
         lines.append(f"{name:<18}" + "".join(f"{res['all'].get(m, float('nan')):>12.4f}" for m in METRICS)
                      + "".join(f"{latency.get(name, {}).get(k, float('nan')):>9.1f}" for k in ("p50", "p95"))
                      + f"{f'[{lo:.3f}, {hi:.3f}]':>18}"
-                     + f"{vs_text:>26}" + _fmt(res.get("own_lang_share@10"), 13))
+                     + f"{vs_text:>26}" + _fmt(res.get("own_lang_share@10"), 13)
+                     + (_fmt(res["lareqa_map@20"], 15, 4) if "lareqa_map@20" in res else ""))
     pairs = sorted({p for r in results.values() for p in r["pairs"]})
     lines.append("\nnDCG@10 per (query lang -> doc lang)")
     lines.append(f"{'method':<18}" + "".join(f"{p:>9}" for p in pairs))
