@@ -103,6 +103,13 @@ async def feedback_endpoint(request: Request) -> Response:
     except ApiError:
         await ps.engine.request("POST", f"/{log_index}/_refresh", params={"ignore_unavailable": "true"})
         docs = feedback.feedback_documents(events, await searches())
+    hits: list[dict[str, Any]] = []
+    if lookup_docs := feedback.doc_lookup(docs):  # the clicked documents' languages: one search
+        indices, body = lookup_docs
+        resp = await ps.engine.request("POST", f"/{indices}/_search", json_body=body,
+                                       params={"ignore_unavailable": "true", "allow_no_indices": "true"})
+        hits = resp.json().get("hits", {}).get("hits", [])  # an engine refusal: no languages, "und"
+    feedback.add_language_pairs(docs, hits)
     lines = b"".join(_json_bytes({"index": {}}) + b"\n" + _json_bytes(d) + b"\n" for d in docs)
     resp = await ps.engine.request("POST", f"/{ps.settings.feedback_index}/_bulk", content=lines,
                                    params={"refresh": request.query_params.get("refresh", "false")})
