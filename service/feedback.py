@@ -9,8 +9,8 @@ response header and stored in its query-log record together with the client's
 (or ``"opaque_id"`` instead of ``search_id``; ``events`` takes a list of such records).
 The record is enriched with the search's query text and language from the query log, so
 ``polyseek models finetune --from-query-log`` can turn it into (query, product) pairs, and with the
-clicked document's language (its ``lang`` field, looked up with one ``ids`` search per request:
-:func:`doc_lookup`) as ``doc_lang`` and the pair ``lang_pair`` (``"de->en"``: query language, then
+clicked document's language (its ``lang`` field in the record's index, looked up with one
+``_msearch`` per request: :func:`doc_lookup`) as ``doc_lang`` and the pair ``lang_pair`` (``"de->en"``: query language, then
 document language; ``und`` where either is unknown), which the Kibana click-through charts split on.
 """
 
@@ -36,7 +36,7 @@ class FeedbackEvent(BaseModel):
     search_id: str | None = Field(None, min_length=1, max_length=128)
     opaque_id: str | None = Field(None, min_length=1, max_length=512)
     doc_id: str = Field(min_length=1, max_length=512)
-    index: str | None = Field(None, min_length=1, max_length=255, pattern=r"^[^/\\?#\s]+$")  # a path segment
+    index: str | None = Field(None, min_length=1, max_length=255)
     event: Event = "click"
     position: int | None = Field(None, ge=0)
 
@@ -97,30 +97,30 @@ def feedback_documents(events: list[FeedbackEvent], searches: list[dict[str, Any
     return docs
 
 
-def doc_lookup(docs: list[dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
-    """The indices and ``ids`` search that fetch the languages of the documents these records name
-    (``None`` when no record names an index)."""
-    indices = sorted({d["index"] for d in docs if d.get("index")})
-    if not indices:
-        return None
-    ids = sorted({d["doc_id"] for d in docs})
-    # an id may be in several of the indices a search covered (aliases, wildcards, _all)
-    return ",".join(indices), {"size": min(10_000, 20 * len(ids)), "_source": False,
-                               "docvalue_fields": [LANG_FIELD], "query": {"ids": {"values": ids}}}
 
-
-def add_language_pairs(docs: list[dict[str, Any]], hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``docs`` with ``doc_lang`` (the clicked document's language from ``hits``, the answer to
-    :func:`doc_lookup`; ``und`` for a document not found) and ``lang_pair`` (``"de->en"``).
-
-    Where an id is in several indices, the hit of the record's own index is preferred."""
-    found: dict[str, dict[str, str]] = {}
-    for hit in hits:
-        value = (hit.get("fields") or {}).get(LANG_FIELD)
-        if value:
-            found.setdefault(hit["_id"], {})[hit.get("_index", "")] = value[0]
+def doc_lookup(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """One search per index these records name (the items of one ``_msearch``): the languages of the
+    documents they name there."""
+    by_index: dict[str, set[str]] = {}
     for d in docs:
-        langs = found.get(d["doc_id"], {})
-        d["doc_lang"] = langs.get(d.get("index", ""), next(iter(langs.values()), UNDETERMINED))
+        if d.get("index"):
+            by_index.setdefault(d["index"], set()).add(d["doc_id"])
+    # an alias or wildcard may hold an id more than once
+    return [(index, {"size": min(10_000, 20 * len(ids)), "_source": False, "docvalue_fields": [LANG_FIELD],
+                     "query": {"ids": {"values": sorted(ids)}}}) for index, ids in sorted(by_index.items())]
+
+
+def add_language_pairs(docs: list[dict[str, Any]], hits: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """``docs`` with ``doc_lang`` (the document's language in its record's index, from ``hits``: index ->
+    the hits :func:`doc_lookup` found there; ``und`` for a document or index not found) and ``lang_pair``
+    (``"de->en"``)."""
+    langs: dict[str, dict[str, str]] = {}
+    for index, index_hits in hits.items():
+        for hit in index_hits:
+            value = (hit.get("fields") or {}).get(LANG_FIELD)
+            if value:
+                langs.setdefault(index, {}).setdefault(hit["_id"], value[0])
+    for d in docs:
+        d["doc_lang"] = langs.get(d.get("index", ""), {}).get(d["doc_id"], UNDETERMINED)
         d["lang_pair"] = f"{d.get('lang') or UNDETERMINED}->{d['doc_lang']}"
     return docs
