@@ -9,9 +9,10 @@ response header and stored in its query-log record together with the client's
 (or ``"opaque_id"`` instead of ``search_id``; ``events`` takes a list of such records).
 The record is enriched with the search's query text and language from the query log, so
 ``polyseek models finetune --from-query-log`` can turn it into (query, product) pairs, and with the
-clicked document's language (its ``lang`` field in the record's index, looked up with one
-``_msearch`` per request: :func:`doc_lookup`) as ``doc_lang`` and the pair ``lang_pair`` (``"de->en"``: query language, then
-document language; ``und`` where either is unknown), which the Kibana click-through charts split on.
+clicked document's language (its ``lang`` field in the record's index, looked up with one ``_msearch``
+per request: :func:`doc_lookup`) as ``doc_lang`` and the pair ``lang_pair`` (``"de->en"``: query
+language, then document language; ``und`` where either is unknown), which the Kibana click-through
+charts split on.
 """
 
 from __future__ import annotations
@@ -95,7 +96,6 @@ def feedback_documents(events: list[FeedbackEvent], searches: list[dict[str, Any
                      "search_id": search.get("search_id"), "query": search.get("query"),
                      "lang": search.get("lang"), "index": e.index or search.get("index")})
     return docs
-
 
 
 def doc_lookup(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:

@@ -384,7 +384,8 @@ def test_feedback_records_the_language_pair(es, catalog, service_url, engine, se
     query->document language pair, a keyword the Kibana charts split on."""
     resp = es.search(index=catalog, query={"hybrid": {"query": "kabellose Kopfhörer mit Geräuschunterdrückung"}})
     search_id = resp.meta.headers["x-polyseek-search-id"]
-    events = [{"search_id": search_id, "doc_id": "hp-en"}, {"search_id": search_id, "doc_id": "hp-de", "event": "order"},
+    events = [{"search_id": search_id, "doc_id": "hp-en"},
+              {"search_id": search_id, "doc_id": "hp-de", "event": "order"},
               {"search_id": search_id, "doc_id": "no-such-product"},
               {"search_id": search_id, "doc_id": "hp-zh", "index": f"{catalog}-gone"}]  # an index not there
     answer = httpx.post(f"{service_url}/_polyseek/feedback?refresh=true", json={"events": events})

@@ -138,8 +138,9 @@ def test_every_charted_field_exists_with_a_compatible_type():
             fields = _data_view_fields(templates)
             state = json.loads(obj["attributes"]["visState"])
             if state["type"] == "metrics":  # TSVB: the data view by reference (Kibana 8), its title for OSD
-                assert state["params"]["index_pattern_ref_name"] == ref["name"] and state["params"]["use_kibana_indexes"]
-                assert state["params"]["index_pattern"] == title
+                params = state["params"]
+                assert params["index_pattern_ref_name"] == ref["name"] and params["use_kibana_indexes"]
+                assert params["index_pattern"] == title
             search_source = json.loads(obj["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
             charted, queries = _charted(state, search_source)
             for field, agg_type in charted:
@@ -168,7 +169,8 @@ def test_click_through_by_language_pair_charts():
     assert (ratio["type"], ratio["numerator"]["query"], ratio["denominator"]["query"]) == (
         "filter_ratio", "event:click", "not event:*")
     assert "event" in _mapping_types("feedback") and "event" not in _mapping_types("query-log")
-    assert series["terms_field"] == "lang" and _mapping_types("feedback")["lang"] == _mapping_types("query-log")["lang"] == "keyword"
+    assert series["terms_field"] == "lang"
+    assert _mapping_types("feedback")["lang"] == _mapping_types("query-log")["lang"] == "keyword"
     assert series["formatter"] == "percent"
     dashboard = objects["polyseek-dashboard-search"]
     assert {"polyseek-vis-ctr-by-language", "polyseek-vis-clicks-by-lang-pair",
