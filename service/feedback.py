@@ -8,7 +8,11 @@ response header and stored in its query-log record together with the client's
 
 (or ``"opaque_id"`` instead of ``search_id``; ``events`` takes a list of such records).
 The record is enriched with the search's query text and language from the query log, so
-``polyseek models finetune --from-query-log`` can turn it into (query, product) pairs.
+``polyseek models finetune --from-query-log`` can turn it into (query, product) pairs, and with the
+clicked document's language (its ``lang`` field in the record's index, looked up with one ``_msearch``
+per request: :func:`doc_lookup`) as ``doc_lang`` and the pair ``lang_pair`` (``"de->en"``: query
+language, then document language; ``und`` where either is unknown), which the Kibana click-through
+charts split on.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from pipelines.schema import LANG_FIELD, UNDETERMINED
 from service.errors import SearchError
 
 SEARCH_ID_HEADER = "X-Polyseek-Search-Id"
@@ -90,4 +95,32 @@ def feedback_documents(events: list[FeedbackEvent], searches: list[dict[str, Any
         docs.append({"@timestamp": now, **e.model_dump(exclude_none=True),
                      "search_id": search.get("search_id"), "query": search.get("query"),
                      "lang": search.get("lang"), "index": e.index or search.get("index")})
+    return docs
+
+
+def doc_lookup(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """One search per index these records name (the items of one ``_msearch``): the languages of the
+    documents they name there."""
+    by_index: dict[str, set[str]] = {}
+    for d in docs:
+        if d.get("index"):
+            by_index.setdefault(d["index"], set()).add(d["doc_id"])
+    # an alias or wildcard may hold an id more than once
+    return [(index, {"size": min(10_000, 20 * len(ids)), "_source": False, "docvalue_fields": [LANG_FIELD],
+                     "query": {"ids": {"values": sorted(ids)}}}) for index, ids in sorted(by_index.items())]
+
+
+def add_language_pairs(docs: list[dict[str, Any]], hits: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """``docs`` with ``doc_lang`` (the document's language in its record's index, from ``hits``: index ->
+    the hits :func:`doc_lookup` found there; ``und`` for a document or index not found) and ``lang_pair``
+    (``"de->en"``)."""
+    langs: dict[str, dict[str, str]] = {}
+    for index, index_hits in hits.items():
+        for hit in index_hits:
+            value = (hit.get("fields") or {}).get(LANG_FIELD)
+            if value:
+                langs.setdefault(index, {}).setdefault(hit["_id"], value[0])
+    for d in docs:
+        d["doc_lang"] = langs.get(d.get("index", ""), {}).get(d["doc_id"], UNDETERMINED)
+        d["lang_pair"] = f"{d.get('lang') or UNDETERMINED}->{d['doc_lang']}"
     return docs

@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -60,6 +61,11 @@ def _json_bytes(data: Any, pretty: bool = False) -> bytes:
     return out + b"\n" if pretty else out
 
 
+def _ndjson(pairs: Iterable[tuple[Any, Any]]) -> bytes:
+    """NDJSON of (action or header, body) pairs: a ``_bulk`` or ``_msearch`` body."""
+    return b"".join(_json_bytes(head) + b"\n" + _json_bytes(body) + b"\n" for head, body in pairs)
+
+
 def _default_index(settings: Settings) -> str:
     """The indices a search without an index covers: all of them, or those of the allow list."""
     return ",".join(settings.index_allow_list) if settings.index_allow_list else "_all"
@@ -103,7 +109,13 @@ async def feedback_endpoint(request: Request) -> Response:
     except ApiError:
         await ps.engine.request("POST", f"/{log_index}/_refresh", params={"ignore_unavailable": "true"})
         docs = feedback.feedback_documents(events, await searches())
-    lines = b"".join(_json_bytes({"index": {}}) + b"\n" + _json_bytes(d) + b"\n" for d in docs)
+    hits: dict[str, list[dict[str, Any]]] = {}
+    if lookups := feedback.doc_lookup(docs):  # the clicked documents' languages: one _msearch
+        resp = await ps.engine.request("POST", "/_msearch", content=_ndjson(({"index": i}, b) for i, b in lookups))
+        answers = resp.json().get("responses", [])  # an item the engine refused (no such index): "und"
+        hits = {i: a.get("hits", {}).get("hits", []) for (i, _), a in zip(lookups, answers)}
+    feedback.add_language_pairs(docs, hits)
+    lines = _ndjson(({"index": {}}, d) for d in docs)
     resp = await ps.engine.request("POST", f"/{ps.settings.feedback_index}/_bulk", content=lines,
                                    params={"refresh": request.query_params.get("refresh", "false")})
     result = resp.json()

@@ -379,6 +379,27 @@ def test_feedback_against_a_search_becomes_a_training_pair(es, catalog, service_
     assert ("kabellose Kopfhörer", f"{catalog}/{clicked}") in pairs and ("kabellose Kopfhörer", f"{catalog}/hp-en") in pairs
 
 
+def test_feedback_records_the_language_pair(es, catalog, service_url, engine, settings):
+    """Each event carries the clicked document's language (``und`` when it is not in the index) and the
+    query->document language pair, a keyword the Kibana charts split on."""
+    resp = es.search(index=catalog, query={"hybrid": {"query": "kabellose Kopfhörer mit Geräuschunterdrückung"}})
+    search_id = resp.meta.headers["x-polyseek-search-id"]
+    events = [{"search_id": search_id, "doc_id": "hp-en"},
+              {"search_id": search_id, "doc_id": "hp-de", "event": "order"},
+              {"search_id": search_id, "doc_id": "no-such-product"},
+              {"search_id": search_id, "doc_id": "hp-zh", "index": f"{catalog}-gone"}]  # an index not there
+    answer = httpx.post(f"{service_url}/_polyseek/feedback?refresh=true", json={"events": events})
+    assert answer.status_code == 201 and answer.json()["recorded"] == 4, answer.text
+    by_search = {"term": {"search_id": search_id}}
+    stored = engine.search(settings.feedback_index, {"query": by_search, "size": 10})["hits"]["hits"]
+    assert {h["_source"]["doc_id"]: (h["_source"]["doc_lang"], h["_source"]["lang_pair"]) for h in stored} == {
+        "hp-en": ("en", "de->en"), "hp-de": ("de", "de->de"), "no-such-product": ("und", "de->und"),
+        "hp-zh": ("und", "de->und")}
+    pairs = engine.search(settings.feedback_index, {"query": by_search, "size": 0, "aggs": {
+        "pair": {"terms": {"field": "lang_pair"}}}})["aggregations"]["pair"]["buckets"]
+    assert {b["key"]: b["doc_count"] for b in pairs} == {"de->en": 1, "de->de": 1, "de->und": 2}
+
+
 @pytest.mark.parametrize("body, status", [
     ({"doc_id": "x"}, 400),                                    # no search key
     ({"search_id": "a", "doc_id": "x", "event": "like"}, 400),  # unknown event

@@ -14,7 +14,7 @@ from pipelines.kibana import saved_objects
 
 NUMERIC = {"float", "integer", "long", "double", "scaled_float", "short"}
 AGG_TYPES = {"date_histogram": {"date"}, "percentiles": NUMERIC, "avg": NUMERIC, "sum": NUMERIC,
-             "terms": {"keyword", "boolean", "integer"}}
+             "terms": {"keyword", "boolean", "integer"}}  # a "conflict" (two types in one data view) is in none
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +94,32 @@ def test_saved_objects_parse_with_stable_unique_ids():
     assert types == {"index-pattern", "visualization", "dashboard"}
 
 
+def _data_view_fields(templates: tuple[str, ...]) -> dict[str, str]:
+    """Field -> type over the indices a data view covers; a field typed differently in two of them is a
+    ``conflict`` (as Kibana shows it)."""
+    out: dict[str, str] = {}
+    for template in templates:
+        for field, kind in _mapping_types(template).items():
+            out[field] = kind if out.get(field, kind) == kind else "conflict"
+    return out
+
+
+def _charted(state: dict, search_source: dict) -> tuple[list[tuple[str, str]], list[str]]:
+    """(field, aggregation) pairs and KQL queries of a visualization: aggregation-based or TSVB."""
+    if state["type"] != "metrics":
+        fields = [(a["params"]["field"], a["type"]) for a in state["aggs"] if "field" in a["params"]]
+        return fields, [search_source["query"]["query"]]
+    params = state["params"]
+    fields, queries = [(params["time_field"], "date_histogram")], []
+    for series in params["series"]:
+        if series["split_mode"] == "terms":
+            fields.append((series["terms_field"], "terms"))
+        for metric in series["metrics"]:
+            fields += [(metric["field"], metric["type"])] if "field" in metric else []
+            queries += [metric[k]["query"] for k in ("numerator", "denominator") if k in metric]
+    return fields, queries
+
+
 def test_every_charted_field_exists_with_a_compatible_type():
     from es_templates.kibana import make_saved_objects as mk
 
@@ -101,23 +127,51 @@ def test_every_charted_field_exists_with_a_compatible_type():
     checked = 0
     for obj in objects.values():
         if obj["type"] == "index-pattern":
-            _, time_field, template = mk.DATA_VIEWS[obj["id"]]
-            if time_field:
-                assert _mapping_types(template)[time_field] == "date"
+            title, time_field, templates = mk.DATA_VIEWS[obj["id"]]
+            assert obj["attributes"]["title"] == title
+            if time_field:  # in every index the view covers, or their records fall out of the time filter
+                assert all(_mapping_types(t)[time_field] == "date" for t in templates), obj["id"]
         if obj["type"] == "visualization":
             (ref,) = obj["references"]
             assert ref["id"] in objects and objects[ref["id"]]["type"] == "index-pattern"
-            fields = _mapping_types(mk.DATA_VIEWS[ref["id"]][2])
-            for agg in json.loads(obj["attributes"]["visState"])["aggs"]:
-                if "field" in agg["params"]:
-                    field = agg["params"]["field"]
-                    assert field in fields, f"{obj['id']}: {field} not in the template"
-                    assert fields[field] in AGG_TYPES[agg["type"]], f"{obj['id']}: {field} is {fields[field]}"
-                    checked += 1
-            query = json.loads(obj["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])["query"]["query"]
-            for field in re.findall(r"(\w+):", query):
-                assert field in fields
+            title, _, templates = mk.DATA_VIEWS[ref["id"]]
+            fields = _data_view_fields(templates)
+            state = json.loads(obj["attributes"]["visState"])
+            if state["type"] == "metrics":  # TSVB: the data view by reference (Kibana 8), its title for OSD
+                params = state["params"]
+                assert params["index_pattern_ref_name"] == ref["name"] and params["use_kibana_indexes"]
+                assert params["index_pattern"] == title
+            search_source = json.loads(obj["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
+            charted, queries = _charted(state, search_source)
+            for field, agg_type in charted:
+                assert field in fields, f"{obj['id']}: {field} not in the template"
+                assert fields[field] in AGG_TYPES[agg_type], f"{obj['id']}: {field} is {fields[field]}"
+                checked += 1
+            for field in re.findall(r"(\w+):", " ".join(queries)):
+                assert field in fields, f"{obj['id']}: {field} not in the template"
         if obj["type"] == "dashboard":
             for ref in obj["references"]:
                 assert objects[ref["id"]]["type"] == "visualization"
-    assert checked >= 15
+    assert checked >= 20
+
+
+def test_click_through_by_language_pair_charts():
+    """Clicks split by the feedback's language pair; the click-through rate per query language divides
+    feedback clicks (``event:click``) by query-log records (``not event:*``), split by the ``lang`` both
+    indices carry: so ``event`` must stay out of the query log and ``lang`` be a keyword in both."""
+    objects = {o["id"]: o for o in saved_objects()}
+    pair = json.loads(objects["polyseek-vis-clicks-by-lang-pair"]["attributes"]["visState"])
+    assert {"field": "lang_pair", "size": 12} == pair["aggs"][2]["params"]
+    assert _mapping_types("feedback")["lang_pair"] == _mapping_types("feedback")["doc_lang"] == "keyword"
+    ctr = json.loads(objects["polyseek-vis-ctr-by-language"]["attributes"]["visState"])["params"]
+    (series,) = ctr["series"]
+    (ratio,) = series["metrics"]
+    assert (ratio["type"], ratio["numerator"]["query"], ratio["denominator"]["query"]) == (
+        "filter_ratio", "event:click", "not event:*")
+    assert "event" in _mapping_types("feedback") and "event" not in _mapping_types("query-log")
+    assert series["terms_field"] == "lang"
+    assert _mapping_types("feedback")["lang"] == _mapping_types("query-log")["lang"] == "keyword"
+    assert series["formatter"] == "percent"
+    dashboard = objects["polyseek-dashboard-search"]
+    assert {"polyseek-vis-ctr-by-language", "polyseek-vis-clicks-by-lang-pair",
+            "polyseek-vis-lang-pair-events"} <= {r["id"] for r in dashboard["references"]}
