@@ -147,10 +147,35 @@ class Settings(BaseSettings):
     # bench/README.md, "The lexical anchor").  BM25 counts for a query only when kNN backs its top hit (within
     # gate_margin cosine of kNN's best) or the query is a document's whole title (the exact leaf); then documents in
     # that evidence's language gain weights['language']: a shopper whose language has the product sees its listings
-    # in that language before other languages' versions.  The language weight trades the monolingual set against
+    # in that language before other languages' versions.  Without that evidence (a cross-lingual query, IKEA's
+    # descriptions) the hybrid is kNN plus the exact leaf.  The language weight trades the monolingual set against
     # language-agnostic ranking of a mixed pool (dev, real stack: 0.5 -> taxonomy-mono 0.8142, BM25 0.8133, LAReQA
-    # mAP@20 0.127; 1.0 -> 0.8247, LAReQA ~0.05; kNN alone 0.640 / 0.318): 1.0 is the training optimum and the only
-    # setting that clearly beats BM25 monolingually; `weights.language: 0` per request ranks language-agnostically.
+    # mAP@20 0.127; 1.0 -> 0.8247; kNN alone 0.640 / 0.318): 1.0 is the training optimum and the only setting that
+    # clearly beats BM25 monolingually; `weights.language: 0` per request ranks language-agnostically.  The sparse
+    # leaf is off: it beats BM25 by less than 2 points on every dev set.
+    hybrid_fusion: Literal["rrf", "linear"] = Field("linear", description="Fusion of the hybrid shorthand.")
+    hybrid_weights: dict[str, float] = Field(
+        default_factory=lambda: {"bm25": 1.0, "knn": 1.0, "sparse": 0.0, "exact": 1.0, "language": 1.0},
+        description="Per-leaf weights of the hybrid shorthand (bm25, knn, sparse, exact: the query is a "
+                    "document's whole title); 0 leaves a leaf out.  language: fused score added to documents "
+                    "in the shopper's language while the gate is open.")
+    hybrid_normalizer: Literal["none", "minmax", "l2_norm", "zscore"] = Field(
+        "minmax", description="Score normalizer of each leaf when hybrid_fusion is linear.")
+    hybrid_gate_k: int = Field(
+        0, description="Query-adaptive rule of the hybrid shorthand: BM25/sparse count for a query when kNN "
+                       "ranks their top hit in its top k (0: this rule off).")
+    hybrid_gate_margin: float | None = Field(
+        0.0, description="Query-adaptive rule of the hybrid shorthand: BM25/sparse count for a query when their "
+                          "top hit's kNN cosine is within this margin of kNN's best, or when the exact-title leaf "
+                          "has a hit (None: this rule off).")
+    hybrid_exact_field: str | None = Field(
+        default_factory=lambda data: data["product_fields"].exact_field,
+        description="Keyword field (normalised title) of the hybrid shorthand's exact-title leaf (weights['exact']); "
+                    "None: no such leaf. Default: title.exact (under product_fields' title).")
+    hybrid_within_knn: bool = Field(
+        False, description="Hybrid shorthand: BM25/sparse only reorder kNN's candidates and add none.")
+    # `make models` builds the shipped cross-encoder `polyseek-reranker`; it stays off by default because on the dev
+    # sets it adds 3.5 nDCG@10 points to the hybrid monolingually but loses 2.4 on IKEA (bench/README.md).
     reranker_model: str | None = Field(None, description="Cross-encoder in model_dir (e.g. polyseek-reranker); "
                                                          "None = no rerank by default.")
     rerank_window: int = Field(20)
