@@ -33,7 +33,9 @@ def worker_encoder(model: str | None = None) -> TextEncoder:
 @cache
 def _load_encoder(name: str) -> TextEncoder:
     s = get_settings()
-    return open_encoder(s.resolved_model_dir, name, s.encoder_precision, threads=s.encoder_threads)
+    encoder = open_encoder(s.resolved_model_dir, name, s.encoder_precision, threads=s.encoder_threads)
+    _ = encoder.fingerprint  # read (or computed, for an old card) as it loads, not on the first batch
+    return encoder
 
 
 @cache
