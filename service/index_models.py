@@ -25,6 +25,10 @@ A kept entry is checked by every search that uses it, without a request of its o
    deleted and created again under the same name with another model of the same dimensions, by
    another process, and searched before any hit or refusal shows it.
 
+The entry also keeps each physical index's model fingerprint (``_meta.polyseek_model_fingerprint``), so
+that telling a search on an index embedded by other weights of the model's name
+(:mod:`pipelines.stale_vectors`) costs nothing per search.
+
 A generation counter in ``_meta`` (bumped by the alias switch) was the alternative; it needs a
 read of the mapping (or of the alias) per search to be seen, which is the round trip this saves.
 Concurrent first searches of one expression share one read.
@@ -35,11 +39,11 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import TypeVar
 
-from pipelines.engine.dialect import models_of
+from pipelines.engine.dialect import fingerprints_of, models_of
 from pipelines.engine.errors import EngineRequestError
 from pipelines.engine.transport import AsyncEngine
 from service.errors import SearchError
@@ -60,6 +64,7 @@ class IndexModel:
     indices: frozenset[str]
     resolved_at: float
     kept: bool = True  # False: not read (no such index yet, engine error): not kept, checks nothing
+    fingerprints: Mapping[str, str] = field(default_factory=dict)  # physical index -> its model's fingerprint
 
     @property
     def model(self) -> str | None:
@@ -127,7 +132,8 @@ class IndexModels:
         data = resp.json() if resp.status == 200 else None
         if not isinstance(data, dict):  # the search itself reports a missing index
             return IndexModel(expression, frozenset(), frozenset(), time.monotonic(), kept=False)
-        return IndexModel(expression, frozenset(models_of(data)), frozenset(data), time.monotonic())
+        return IndexModel(expression, frozenset(models_of(data)), frozenset(data), time.monotonic(),
+                          fingerprints=fingerprints_of(data))
 
     async def run(self, expression: str, search: Callable[[IndexModel], Awaitable[tuple[T, set[str]]]]) -> T:
         """``search`` with ``expression``'s entry; it answers its result and the physical indices that

@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from pipelines.engine.errors import ApiError, from_response
 from pipelines.settings import Settings
+from pipelines.stale_vectors import warning_header
 from service import feedback, index_models, security, writes
 from service import search as search_mod
 from service import source as source_mod
@@ -66,6 +67,14 @@ def _ndjson(pairs: Iterable[tuple[Any, Any]]) -> bytes:
     return b"".join(_json_bytes(head) + b"\n" + _json_bytes(body) + b"\n" for head, body in pairs)
 
 
+def _with_warnings(answer: Response, warnings: list[str]) -> Response:
+    """``answer`` with one Elasticsearch-style ``Warning`` header per message (elasticsearch-py raises each
+    as an ``ElasticsearchWarning``)."""
+    for message in dict.fromkeys(warnings):
+        answer.headers.append("warning", warning_header(message))
+    return answer
+
+
 def _default_index(settings: Settings) -> str:
     """The indices a search without an index covers: all of them, or those of the allow list."""
     return ",".join(settings.index_allow_list) if settings.index_allow_list else "_all"
@@ -82,7 +91,7 @@ async def search_endpoint(request: Request) -> Response:
     search_id = uuid.uuid4().hex
     record = {**record, "search_id": search_id, "opaque_id": request.headers.get("x-opaque-id")}
     ps.log_query(index, record, 200)
-    answer = _json_answer(response, opts)
+    answer = _with_warnings(_json_answer(response, opts), record.get("warnings", []))
     answer.headers[feedback.SEARCH_ID_HEADER] = search_id
     return answer
 
@@ -164,8 +173,9 @@ def _msearch_index(head: dict, default_index: str | None, settings: Settings) ->
 
 
 async def _service_item(ps: Polyseek, index: str, head: dict, body: dict,
-                        url_opts: search_mod.SearchOptions) -> dict:
-    """One ``_msearch`` item the service runs itself, as an item answer (errors included)."""
+                        url_opts: search_mod.SearchOptions, warnings: list[str]) -> dict:
+    """One ``_msearch`` item the service runs itself, as an item answer (errors included); its warnings
+    are added to ``warnings`` (the response's headers, as Elasticsearch does for ``_msearch``)."""
     try:
         params = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in head.items()
                   if k in MSEARCH_HEADER_PARAMS}
@@ -175,6 +185,7 @@ async def _service_item(ps: Polyseek, index: str, head: dict, body: dict,
             body = search_mod.total_as_int_body(body)
         resp, record = await ps.search(index, body, opts)
         ps.log_query(index, record, 200)
+        warnings += record.get("warnings", [])
         return {**resp, "status": 200}
     except ApiError as exc:
         return error_body(exc.status, exc.error_type, exc.reason)
@@ -202,6 +213,7 @@ async def msearch_endpoint(request: Request) -> Response:
                               f"request [{request.url.path}] contains unrecognized parameter: [{name}]")
     pairs = _parse_msearch(await request.body())
     responses: list[Any] = [None] * len(pairs)
+    warnings: list[str] = []
     service_jobs, engine_items = [], []
     for head, body in pairs:  # the engine refuses an unknown header key for the whole request
         unknown = set(head) - MSEARCH_HEADER_PARAMS - {"index", "indices"}
@@ -215,7 +227,7 @@ async def msearch_endpoint(request: Request) -> Response:
             responses[i] = error_body(exc.status, exc.error_type, exc.reason)
             continue
         if search_mod.needs_service(body):
-            service_jobs.append((i, _service_item(ps, index, head, body, url_opts)))
+            service_jobs.append((i, _service_item(ps, index, head, body, url_opts, warnings)))
         else:
             engine_items.append((i, {k: v for k, v in head.items() if k != "indices"} | {"index": index},
                                  body))
@@ -242,7 +254,7 @@ async def msearch_endpoint(request: Request) -> Response:
 
     await asyncio.gather(engine_part(), service_part())
     took = int((time.perf_counter() - started) * 1000)
-    return _json_answer({"took": took, "responses": responses}, url_opts)
+    return _with_warnings(_json_answer({"took": took, "responses": responses}, url_opts), warnings)
 
 
 def _queued(request: Request) -> bool:

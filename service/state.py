@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -20,6 +21,7 @@ from pipelines.engine.transport import AsyncEngine
 from pipelines.models.card import model_paths
 from pipelines.schema import detect_language
 from pipelines.settings import Settings
+from pipelines.stale_vectors import stale_indices, stale_message
 from service import index_models
 from service import search as search_mod
 from service import writes
@@ -48,6 +50,7 @@ class Polyseek:
         self.pending = writes.PendingWrites()
         self.index_models = index_models.IndexModels(self.engine, ttl_s=settings.index_model_ttl_s,
                                                      timeout_s=settings.stage_timeout_s)
+        self._stale_logged: set[str] = set()  # stale-vector messages logged by this process
 
     @property
     def engine_client(self) -> EngineClient:
@@ -85,6 +88,7 @@ class Polyseek:
             except FileNotFoundError as exc:
                 raise SearchError(404, "resource_not_found_exception",
                                   f"Could not find model [{name}]: {exc}") from exc
+            _ = self._dense[name].fingerprint  # read (or computed, for an old card) as it loads, off the loop
         return self._dense[name]
 
     def cross(self, model_id: str | None) -> CrossEncoder:
@@ -111,23 +115,51 @@ class Polyseek:
                 "within_knn": s.hybrid_within_knn, "exact_field": s.hybrid_exact_field,
                 "num_candidates": s.hybrid_num_candidates}
 
-    def context(self, index: str, model: str | None) -> tuple[SearchContext, dict[str, Any]]:
-        """A search context for ``index`` embedded by ``model`` and the hybrid defaults of the model."""
+    def context(self, index: str, model: str | None,
+                embedded: dict[str, TextEncoder] | None = None) -> tuple[SearchContext, dict[str, Any]]:
+        """A search context for ``index`` embedded by ``model`` and the hybrid defaults of the model.
+        ``embedded``: receives the encoders that embed the search's queries, by name."""
+        def encode_query(text: str, model_id: str | None) -> Any:
+            encoder = self.dense(model_id or model)
+            if embedded is not None:
+                embedded[encoder.card.name] = encoder
+            return encoder.encode_query(text)
+
         ctx = SearchContext(
             engine=self.engine, dialect=self.dialect, index=index, timeout_s=self.settings.stage_timeout_s,
-            encode_query=lambda text, model_id: self.dense(model_id or model).encode_query(text),
-            rerank=lambda q, texts, model_id: self.cross(model_id).score(q, texts))
+            encode_query=encode_query, rerank=lambda q, texts, model_id: self.cross(model_id).score(q, texts))
         return ctx, self.hybrid_defaults(model)
 
     async def search(self, index: str, body: dict[str, Any],
                      opts: search_mod.SearchOptions) -> tuple[dict[str, Any], dict[str, Any]]:
         """A service-run search on ``index`` with the model its mapping records (kept between searches:
-        :mod:`service.index_models`); the answer and the query-log record."""
+        :mod:`service.index_models`); the answer and the query-log record.  The record's ``warnings``:
+        the search embedded its query with other weights than the index's (:meth:`stale_warnings`)."""
         async def attempt(entry: index_models.IndexModel) -> tuple[tuple[dict, dict], set[str]]:
-            ctx, defaults = self.context(index, entry.model)
-            return await search_mod.execute(body, ctx, defaults, opts), ctx.answered_by
+            embedded: dict[str, TextEncoder] = {}
+            ctx, defaults = self.context(index, entry.model, embedded)
+            answer, record = await search_mod.execute(body, ctx, defaults, opts)
+            warnings = self.stale_warnings(index, entry, embedded.values())
+            return (answer, {**record, "warnings": warnings} if warnings else record), ctx.answered_by
 
         return await self.index_models.run(index, attempt)
+
+    def stale_warnings(self, expression: str, entry: index_models.IndexModel,
+                       encoders: Iterable[TextEncoder]) -> list[str]:
+        """Why the query vectors of ``encoders`` do not fit the vectors of ``expression``: the index's
+        model was rebuilt under its name (:mod:`pipelines.stale_vectors`); logged once per message.
+        An index recording no fingerprint (created before they existed) is never reported."""
+        out = []
+        for encoder in encoders:
+            stale = stale_indices(entry.fingerprints, encoder.fingerprint) if encoder.card.name == entry.model else {}
+            if not stale:
+                continue
+            message = stale_message(expression, encoder.card.name, stale, encoder.fingerprint)
+            if message not in self._stale_logged:
+                self._stale_logged.add(message)
+                log.warning("%s", message)
+            out.append(message)
+        return out
 
     def log_query(self, index: str, record: dict[str, Any], status: int) -> None:
         """Write one query-log record in the background; never fails the search."""

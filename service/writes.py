@@ -593,7 +593,7 @@ def _embed(ps: Polyseek, jobs: dict[int, tuple[str, Any, bool]]) -> dict[int, di
     try:
         for index, docs in by_index.items():
             try:
-                encoder = tasks.index_encoder(ps.engine_client, index, ps.dense, create=any(c for _, _, c in docs))
+                encoder, _ = tasks.index_encoder(ps.engine_client, index, ps.dense, create=any(c for _, _, c in docs))
                 quantizer = semantic_ids.index_quantizer(ps.engine_client, index)
             except LookupError as exc:  # the index names a quantiser that is not stored
                 for pos, _, _ in docs:

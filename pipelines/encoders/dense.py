@@ -11,6 +11,7 @@ import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -18,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from pipelines.models.card import ModelCard, ModelPaths
+from pipelines.models.card import ModelCard, ModelPaths, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,14 @@ class TextEncoder:
     @property
     def model_id(self) -> str:
         return f"{self.card.model_id}+{self.precision}"
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """The model's content hash (:func:`~pipelines.models.card.fingerprint`): the card's, read at load."""
+        if not self.card.fingerprint:
+            log.info("model %s: the card records no fingerprint; computing it (`polyseek models build` records it)",
+                     self.card.name)
+        return fingerprint(self.paths, self.card)
 
     @property
     def dims(self) -> int:

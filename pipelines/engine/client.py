@@ -13,9 +13,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.engine.dialect import Body, Dialect, dialect_for, models_of
+from pipelines.engine.dialect import Body, Dialect, dialect_for, fingerprints_of, models_of
 from pipelines.engine.errors import from_response
 from pipelines.engine.transport import Engine
+from pipelines.models.card import cached_fingerprint
+from pipelines.stale_vectors import stale_indices
 from pipelines.settings import Settings
 
 
@@ -36,6 +38,18 @@ class BulkItemResult:
     def retryable(self) -> bool:
         """429 and 5xx are the engine's trouble, not the document's."""
         return self.status == 429 or self.status >= 500
+
+
+@dataclass(frozen=True)
+class IndexStamp:
+    """The dense model an index's mapping records and, per physical index, that model's fingerprint."""
+
+    model: str | None  # None: none recorded, or the indices behind an alias record different ones
+    fingerprints: dict[str, str]  # physical index -> fingerprint (indices created before fingerprints: absent)
+
+    def stale(self, fingerprint: str) -> dict[str, str]:
+        """The physical indices whose recorded fingerprint is not ``fingerprint``, with theirs."""
+        return stale_indices(self.fingerprints, fingerprint)
 
 
 class EngineClient:
@@ -67,17 +81,27 @@ class EngineClient:
     def index_exists(self, index: str) -> bool:
         return self.transport.request("HEAD", f"/{index}").status < 300
 
-    def create_products_index(self, index: str, dims: int | None = None, model: str | None = None) -> bool:
+    def create_products_index(self, index: str, dims: int | None = None, model: str | None = None,
+                              fingerprint: str | None = None) -> bool:
         """Create ``index`` from the product templates (under ``settings.product_fields``' names), stamped
-        with its dense ``model``; False if it already exists."""
-        body = self.dialect.product_index_body(dims or self.settings.dense_dims, model or self.settings.dense_model,
-                                               self.settings.product_fields)
+        with its dense ``model`` (default: settings) and the model's ``fingerprint`` (default: read from the
+        model's card; none when the model is not in the cache); False if it already exists."""
+        model = model or self.settings.dense_model
+        if fingerprint is None:
+            fingerprint = cached_fingerprint(self.settings.resolved_model_dir, model)
+        body = self.dialect.product_index_body(dims or self.settings.dense_dims, model,
+                                               self.settings.product_fields, fingerprint)
         return self._create(index, body)
 
     def index_model(self, index: str) -> str | None:
         """The dense model ``index`` (or the indices behind an alias) was embedded with, if recorded."""
-        found = models_of(self.request("GET", f"/{index}/_mapping", ok_statuses=(404,)) or {})
-        return found.pop() if len(found) == 1 else None
+        return self.index_stamp(index).model
+
+    def index_stamp(self, index: str) -> IndexStamp:
+        """What ``index``'s mapping (or those of the indices behind an alias) records of its dense model."""
+        mapping = self.request("GET", f"/{index}/_mapping", ok_statuses=(404,)) or {}
+        found = models_of(mapping)
+        return IndexStamp(found.pop() if len(found) == 1 else None, fingerprints_of(mapping))
 
     def aliases_of(self, name: str) -> list[str]:
         """Physical indices behind alias ``name`` (empty when ``name`` is no alias)."""

@@ -46,18 +46,30 @@ def _merge(into: Body, other: Body) -> Body:
 
 
 MODEL_META_KEY = "polyseek_model"  # mappings._meta key: the dense model that embedded the index
+# mappings._meta key: that model's fingerprint (pipelines.models.card.fingerprint); absent on older indices
+FINGERPRINT_META_KEY = "polyseek_model_fingerprint"
+
+
+def meta_values(mapping_response: Body, key: str) -> dict[str, str]:
+    """Physical index -> its ``mappings._meta[key]``, for the indices of a ``GET /{index}/_mapping``
+    answer that record one."""
+    out = {}
+    for index, physical in (mapping_response or {}).items():
+        value = (physical.get("mappings", {}).get("_meta") or {}).get(key) if isinstance(physical, dict) else None
+        if value:
+            out[index] = value
+    return out
 
 
 def models_of(mapping_response: Body) -> set[str]:
     """The dense model names recorded in a ``GET /{index}/_mapping`` answer, one per physical index."""
-    out = set()
-    for physical in (mapping_response or {}).values():
-        if not isinstance(physical, dict):
-            continue
-        name = (physical.get("mappings", {}).get("_meta") or {}).get(MODEL_META_KEY)
-        if name:
-            out.add(name)
-    return out
+    return set(meta_values(mapping_response, MODEL_META_KEY).values())
+
+
+def fingerprints_of(mapping_response: Body) -> dict[str, str]:
+    """Physical index -> the fingerprint of the model that embedded it, for the indices of a
+    ``GET /{index}/_mapping`` answer that record one (those created before fingerprints record none)."""
+    return meta_values(mapping_response, FINGERPRINT_META_KEY)
 
 
 def sparse_query(field: str, weights: dict[str, float], boost: float = 1.0) -> Body:
@@ -92,11 +104,13 @@ class Dialect(ABC):
     name: str
 
     def product_index_body(self, dims: int, model: str | None = None,
-                           fields: ProductFields = DEFAULT_PRODUCT_FIELDS) -> Body:
+                           fields: ProductFields = DEFAULT_PRODUCT_FIELDS, fingerprint: str | None = None) -> Body:
         """Settings and mappings of a products index, from the component templates.
 
         ``model`` (the dense model's name in the model cache) is recorded in the mapping's
-        ``_meta``, so that workers and the query service embed with the index's own model.
+        ``_meta``, so that workers and the query service embed with the index's own model;
+        ``fingerprint`` (that model's content hash) beside it, so that a model rebuilt under the
+        same name is told from the one that embedded the index.
         ``fields``: the catalog's product field names; the templates' mappings of the default
         names are given to them.
         """
@@ -109,6 +123,8 @@ class Dialect(ABC):
             self._set_dims(props[CHUNKS_FIELD]["properties"][CHUNK_VECTOR], dims)
         if model:
             body["mappings"].setdefault("_meta", {})[MODEL_META_KEY] = model
+        if fingerprint:
+            body["mappings"].setdefault("_meta", {})[FINGERPRINT_META_KEY] = fingerprint
         return body
 
     def dead_letter_index_body(self) -> Body:

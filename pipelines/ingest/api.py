@@ -68,12 +68,14 @@ def wait(task_ids: Iterable[str], timeout_s: float = 300.0) -> list[dict[str, An
 
 
 def ingest_status(index: str | None = None, settings: Settings | None = None) -> dict[str, dict[str, int]]:
-    """Per index: documents queued, indexed, rejected, batches pending, from the status index."""
+    """Per index: documents queued, indexed, rejected, batches pending, from the status index; and the
+    documents written with other weights than those the index records (``stale_model``:
+    :mod:`pipelines.stale_vectors`)."""
     s = settings or get_settings()
     query = {"term": {"index.keyword": index}} if index else {"match_all": {}}
     body = {"size": 0, "query": query, "aggs": {"by_index": {"terms": {"field": "index.keyword", "size": 1000}, "aggs": {
         "queued": {"sum": {"field": "queued"}}, "indexed": {"sum": {"field": "indexed"}},
-        "rejected": {"sum": {"field": "rejected"}},
+        "rejected": {"sum": {"field": "rejected"}}, "stale_model": {"sum": {"field": "stale_model"}},
         "done": {"filter": {"term": {"state.keyword": "done"}}}}}}}
     with EngineClient(s) as engine:
         if not engine.index_exists(s.status_index):
@@ -84,7 +86,7 @@ def ingest_status(index: str | None = None, settings: Settings | None = None) ->
     for b in resp["aggregations"]["by_index"]["buckets"]:
         out[b["key"]] = {"batches": b["doc_count"], "batches_done": b["done"]["doc_count"],
                          "queued": int(b["queued"]["value"]), "indexed": int(b["indexed"]["value"]),
-                         "rejected": int(b["rejected"]["value"])}
+                         "rejected": int(b["rejected"]["value"]), "stale_model": int(b["stale_model"]["value"])}
     return out
 
 

@@ -114,8 +114,12 @@ def validate(raw: Any, *, max_bytes: int, fields: ProductFields | None = None) -
 
 def engine_source(product: Product, vector: list[float], sparse: dict[str, float] | None,
                   model_id: str, truncated: bool, chunks: list[list[float]] | None = None,
-                  codes: dict[str, str] | None = None, fields: ProductFields | None = None) -> dict[str, Any]:
+                  codes: dict[str, str] | None = None, fields: ProductFields | None = None,
+                  fingerprint: str | None = None) -> dict[str, Any]:
     """The ``_source`` written to the engine: the product, per-language text, vectors, provenance.
+
+    Provenance (``model``): the dense and sparse model ids and the ``fingerprint`` of the weights
+    that wrote the vectors (:mod:`pipelines.stale_vectors`).
 
     ``vector`` embeds the first chunk; ``chunks`` the further chunks of a long text, stored
     as nested vectors so that kNN scores the document by its best chunk.  ``codes``: the
@@ -136,7 +140,7 @@ def engine_source(product: Product, vector: list[float], sparse: dict[str, float
         src[SPARSE_FIELD] = sparse
     if codes:
         src.update(codes)
-    src[MODEL_FIELD] = {"dense": model_id, "sparse": model_id if sparse else None}
+    src[MODEL_FIELD] = {"dense": model_id, "sparse": model_id if sparse else None, "fingerprint": fingerprint}
     src[CHUNK_COUNT_FIELD] = 1 + len(chunks or [])
     src[TRUNCATED_FIELD] = truncated
     src[INGESTED_AT_FIELD] = datetime.now(timezone.utc).isoformat()

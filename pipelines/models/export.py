@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.models.card import ModelCard, ModelPaths
+from pipelines.models.card import ModelCard, ModelPaths, compute_fingerprint
 
 SPARSE_HEAD_FILE = "sparse_head.pt"
 OPSET = 17
@@ -96,7 +96,8 @@ def _is_bert(hf_dir: Path) -> bool:
 
 
 def export_onnx(paths: ModelPaths) -> Path:
-    """Export ``paths.hf`` to ``paths.onnx_fp32``; updates the card's sparse flag."""
+    """Export ``paths.hf`` to ``paths.onnx_fp32``; updates the card's sparse flag and records the
+    model's fingerprint (:func:`~pipelines.models.card.fingerprint`)."""
     import torch
 
     card = paths.read_card()
@@ -113,6 +114,7 @@ def export_onnx(paths: ModelPaths) -> Path:
         torch.onnx.export(module, dummy, str(paths.onnx_fp32), input_names=["input_ids", "attention_mask"],
                           output_names=outputs, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
     card.has_sparse_head = has_sparse
+    card.fingerprint = compute_fingerprint(paths, card)
     paths.write_card(card)
     return paths.onnx_fp32
 

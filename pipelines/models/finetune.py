@@ -346,7 +346,7 @@ def save_model(model, base: ModelPaths, out: ModelPaths, card: ModelCard, extra:
     model.save_pretrained(out.hf, safe_serialization=True)
     if out.tokenizer != base.tokenizer:
         shutil.copy2(base.tokenizer, out.tokenizer)
-    new = ModelCard(**{**asdict(card), "name": out.root.name, "has_sparse_head": False,
+    new = ModelCard(**{**asdict(card), "name": out.root.name, "has_sparse_head": False, "fingerprint": "",
                        "extra": {**extra, "base_model": card.name, "base_source": card.source}})
     new.source = f"{card.source} + {next(iter(extra))}"
     out.write_card(new)
