@@ -26,9 +26,10 @@ from tqdm import tqdm
 from bench import datasets
 from bench.eval_run import DEFAULT_DATA, EVAL_FIELDS, served
 from bench.evaluate import methods, run_method, score
-from pipelines.schema import detect_language
+from pipelines.schema import UNDETERMINED, detect_language
 from pipelines.settings import get_settings
 from service import fusion
+from service.retrievers import AgreementGate
 
 LEAVES = ("bm25", "knn", "sparse", "exact")
 LEXICAL = ("bm25", "sparse")  # gated leaves; "exact" (the query is a document's whole title) never is
@@ -65,25 +66,20 @@ def fuse(config: dict[str, Any], leaves: dict[str, dict[str, dict[str, float]]],
     gated = [n in LEXICAL for n in names]
     margin, k = config.get("margin"), config.get("gate") or 0
     gating = bool(k or margin is not None)
-    anchor = names.index("exact") if gating and "exact" in names else None
-    boost = float(config["weights"].get("language", 0.0)) if gating and lang else 0.0
+    gate = None
+    if gating or config.get("within"):  # the query-adaptive rule: lexical leaves count when kNN backs their top hit
+        gate = AgreementGate(reference=names.index("knn"), k=k, margin=margin,
+                             anchor=names.index("exact") if gating and "exact" in names else None,
+                             language_boost=float(config["weights"].get("language", 0.0)) if gating and lang else 0.0,
+                             within=bool(config.get("within")))
+    weights = [config["weights"][n] for n in names]
     out = {}
     for qid in leaves["knn"]:
-        lists = [list(leaves[n].get(qid, {}).items()) for n in names]
-        weights = [config["weights"][n] for n in names]
-        opened = [True] * len(names)
-        if gating:  # the query-adaptive rule: lexical leaves count when kNN backs their top hit
-            opened = fusion.gate_open(lists, gated, names.index("knn"), k=k, margin=margin, similarity=similarity,
-                                      anchor=anchor)
-            weights = [w if ok else 0.0 for w, ok in zip(weights, opened)]
-        within = names.index("knn") if config.get("within") else None
-        if config["fusion"] == "rrf":
-            ranked = fusion.rrf(lists, config["rank_constant"], window, weights, within)
-        else:
-            ranked = fusion.linear(lists, weights, [config["normalizer"]] * len(lists), window, within)
-        if boost:
-            found = fusion.anchor_languages(lists, opened, gated, anchor, lang, (query_language or {}).get(qid))
-            ranked = fusion.prefer_languages(ranked, lang, found, boost)
+        ranked = fusion.gated_fusion([list(leaves[n].get(qid, {}).items()) for n in names], weights, gated,
+                                     kind=config["fusion"], normalizers=[config.get("normalizer", "none")] * len(names),
+                                     rank_constant=config.get("rank_constant", 60), window=window, gate=gate,
+                                     similarity=similarity, lang=lang,
+                                     query_language=(query_language or {}).get(qid))
         out[qid] = dict(ranked[:window])
     return out
 
@@ -199,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen_by = [english, mono, ikea]
     langs = {b.name: {d: doc["lang"] for d, doc in b.corpus.items()} for b in benches}
     detected = {q: detect_language(text) for b in benches for q, (text, _) in b.queries.items()}
+    detected = {q: lang for q, lang in detected.items() if lang != UNDETERMINED}  # as SearchContext.query_language
     rows = []
     for config in tqdm(candidates(sparse), desc="fusions", unit="config"):
         per_bench = {b.name: score(b, fuse(config, runs[b.name], window, langs[b.name], similarity, detected),

@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.schema import LANG_FIELD, detect_language
+from pipelines.schema import LANG_FIELD
 from service import source as source_mod
 from service.errors import bad_request
 from service.retrievers import SearchContext
@@ -98,10 +98,7 @@ def preferred_language(spec: Collapse, ctx: SearchContext) -> str | None:
     """``collapse.lang``, else the language of the query text (None when unknown or there is none)."""
     if spec.lang:
         return spec.lang
-    if ctx.query_texts:
-        lang = detect_language(ctx.query_texts[0])
-        return None if lang == "und" else lang
-    return None
+    return ctx.query_language()
 
 
 async def group(ctx: SearchContext, spec: Collapse, ranked: list[tuple[str, float]]) -> list[Group]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Literal
+from typing import Literal, Protocol
 
 Ranked = list[tuple[str, float]]
 Normalizer = Literal["none", "minmax", "l2_norm", "zscore"]
@@ -106,12 +106,6 @@ def gate_open(lists: Sequence[Ranked], gated: Sequence[bool], reference: int, *,
     return [not g or i == reference or backed(ranked) for i, (ranked, g) in enumerate(zip(lists, gated))]
 
 
-def agreement_weights(lists: Sequence[Ranked], weights: Sequence[float], gated: Sequence[bool],
-                      reference: int, k: int = 10) -> list[float]:
-    """``weights`` with each gated list that :func:`gate_open` (rank rule ``k``) leaves out at 0."""
-    return [w if ok else 0.0 for w, ok in zip(weights, gate_open(lists, gated, reference, k=k))]
-
-
 def anchor_languages(lists: Sequence[Ranked], opened: Sequence[bool], gated: Sequence[bool],
                      anchor: int | None, lang: Mapping[str, str], query_language: str | None = None) -> set[str]:
     """The shopper's language(s) as the documents show it: those of the anchor list's hits (the
@@ -140,3 +134,38 @@ def prefer_languages(ranked: Ranked, lang: Mapping[str, str], languages: set[str
         return ranked
     return sorted(((d, s + (boost if lang.get(d) in languages else 0.0)) for d, s in ranked),
                   key=lambda kv: (-kv[1], kv[0]))
+
+
+class Gate(Protocol):
+    """The gate of one fusion (``agreement_gate`` of an ``rrf``/``linear`` retriever)."""
+
+    reference: int
+    k: int
+    margin: float | None
+    anchor: int | None
+    language_boost: float
+    within: bool
+
+
+def gated_fusion(lists: Sequence[Ranked], weights: Sequence[float], gated: Sequence[bool], *, kind: str,
+                 normalizers: Sequence[Normalizer] = (), rank_constant: int = 60, window: int | None = None,
+                 gate: Gate | None = None, similarity: Callable[[float], float] | None = None,
+                 lang: Mapping[str, str] | None = None, query_language: str | None = None) -> Ranked:
+    """One ``rrf`` or ``linear`` fusion under its gate, as the hybrid runs it: gated lists the gate
+    leaves closed weigh 0 (:func:`gate_open`), ``within`` ranks only the reference's documents,
+    and documents in the anchor's language gain ``language_boost`` (:func:`anchor_languages`,
+    :func:`prefer_languages`; ``lang``: the documents' languages)."""
+    languages: set[str] = set()
+    gating = gate is not None and (gate.k > 0 or gate.margin is not None or gate.anchor is not None)
+    if gating:
+        opened = gate_open(lists, gated, gate.reference, k=gate.k, margin=gate.margin, similarity=similarity,
+                           anchor=gate.anchor)
+        weights = [w if ok else 0.0 for w, ok in zip(weights, opened)]
+        if gate.language_boost > 0 and lang is not None:
+            languages = anchor_languages(lists, opened, gated, gate.anchor, lang, query_language)
+    within = gate.reference if gate is not None and gate.within else None
+    if kind == "rrf":
+        fused = rrf(lists, rank_constant, window, weights, within)
+    else:
+        fused = linear(lists, weights, normalizers, window, within)
+    return prefer_languages(fused, lang or {}, languages, gate.language_boost) if languages else fused

@@ -26,8 +26,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pipelines.engine.dialect import Dialect
 from pipelines.engine.errors import EngineError, EngineRequestError, from_response
 from pipelines.engine.transport import AsyncEngine, encode_json
-from pipelines.schema import (CHUNKS_FIELD, LANG_FIELD, SPARSE_FIELD, VECTOR_FIELD, detect_language, rerank_fields,
-                              rerank_text)
+from pipelines.schema import (CHUNKS_FIELD, LANG_FIELD, SPARSE_FIELD, UNDETERMINED, VECTOR_FIELD, detect_language,
+                              rerank_fields, rerank_text)
 from service import fusion
 from service.fusion import Normalizer
 from service.errors import SearchError, bad_request
@@ -67,6 +67,14 @@ class SearchContext:
     score_cut: bool = False  # a retriever dropped documents by score (min_score): count the fused list
     answered_by: set[str] = field(default_factory=set)  # physical indices that answered hits (``_index``)
     doc_lang: dict[str, str] = field(default_factory=dict)  # leaf hits' languages, where a gate asked for them
+    _query_language: str | None = field(default=None, init=False, repr=False)
+
+    def query_language(self) -> str | None:
+        """The language detected in the search's (first) query text, once per search; None when
+        there is no text or the detector is unsure."""
+        if self._query_language is None and self.query_texts:
+            self._query_language = detect_language(self.query_texts[0])
+        return None if self._query_language in (None, UNDETERMINED) else self._query_language
 
     async def search(self, body: dict[str, Any], **params: str) -> dict[str, Any]:
         """One ``_search`` on the context's index with the request's URL params (and ``params``);
@@ -213,7 +221,7 @@ class WeightedRetriever(_Strict):
     """An entry of ``rrf``/``linear``: a retriever, or ``{"retriever", "weight", "normalizer"}``.
 
     ``gated`` (Polyseek): the entry counts only when the fusion's ``agreement_gate`` reference
-    ranks its top hit high (:func:`service.fusion.agreement_weights`).
+    ranks its top hit high (:func:`service.fusion.gate_open`).
     """
 
     retriever: RetrieverSpec
@@ -238,10 +246,6 @@ class AgreementGate(_Strict):
     anchor: int | None = Field(None, ge=0)
     language_boost: float = Field(0.0, ge=0)
     within: bool = False  # rank only the reference entry's documents: the others reorder, never add
-
-    @property
-    def gates(self) -> bool:
-        return self.k > 0 or self.margin is not None or self.anchor is not None
 
 
 def _wrap_entries(entries: Any) -> Any:
@@ -529,10 +533,11 @@ async def prepare(spec: dict, ctx: SearchContext, window: int) -> Plan:
     if kind in ("rrf", "linear"):
         sub_window = int(body.get("rank_window_size", window))
         children = await asyncio.gather(*(prepare(_unwrap(s)[0], ctx, sub_window) for s in body["retrievers"]))
+        compound = Compound(kind, body, list(children), window, started)
         if float((body.get("agreement_gate") or {}).get("language_boost") or 0) > 0:
-            for leaf in leaves(Compound(kind, body, list(children), window, started)):
+            for leaf in leaves(compound):
                 leaf.body["docvalue_fields"] = [LANG_FIELD]  # the hits' languages, for the language preference
-        return Compound(kind, body, list(children), window, started)
+        return compound
     if kind == "text_similarity_reranker":
         rerank_window = int(body.get("rank_window_size", 10))
         child = await prepare(body["retriever"], ctx, max(rerank_window, window))
@@ -560,27 +565,14 @@ async def evaluate(plan: Plan, ctx: SearchContext) -> Ranked:
         sub_window = int(body.get("rank_window_size", window))
         subs = [_unwrap(s) for s in body["retrievers"]]
         lists = await asyncio.gather(*(evaluate(child, ctx) for child in plan.children))
-        weights = [w for _, w, _ in subs]
         gate = AgreementGate.model_validate(body["agreement_gate"]) if body.get("agreement_gate") else None
-        languages: set[str] = set()
-        if gate is not None and gate.gates:
-            gated = [isinstance(e, dict) and bool(e.get("gated")) for e in body["retrievers"]]
-            reference = plan.children[gate.reference]
-            similarity = ctx.dialect.knn_similarity if isinstance(reference, Leaf) and reference.name == "knn" else None
-            opened = fusion.gate_open(lists, gated, gate.reference, k=gate.k, margin=gate.margin,
-                                      similarity=similarity, anchor=gate.anchor)
-            weights = [w if ok else 0.0 for w, ok in zip(weights, opened)]
-            if gate.language_boost > 0:
-                query_language = detect_language(ctx.query_texts[0]) if ctx.query_texts else None
-                languages = fusion.anchor_languages(lists, opened, gated, gate.anchor, ctx.doc_lang, query_language)
-        within = gate.reference if gate is not None and gate.within else None
-        if kind == "rrf":
-            fused = fusion.rrf(lists, int(body.get("rank_constant", 60)), sub_window, weights, within)
-        else:
-            default_norm = body.get("normalizer", "none")
-            fused = fusion.linear(lists, weights, [n or default_norm for _, _, n in subs], sub_window, within)
-        if languages:
-            fused = fusion.prefer_languages(fused, ctx.doc_lang, languages, gate.language_boost)
+        reference = plan.children[gate.reference] if gate is not None else None
+        fused = fusion.gated_fusion(
+            lists, [w for _, w, _ in subs], [isinstance(e, dict) and bool(e.get("gated")) for e in body["retrievers"]],
+            kind=kind, normalizers=[n or body.get("normalizer", "none") for _, _, n in subs],
+            rank_constant=int(body.get("rank_constant", 60)), window=sub_window, gate=gate,
+            similarity=ctx.dialect.knn_similarity if isinstance(reference, Leaf) and reference.name == "knn" else None,
+            lang=ctx.doc_lang, query_language=ctx.query_language() if gate is not None and gate.language_boost else None)
         ranked = fused[:max(window, sub_window)]
         ctx.record(kind, plan.started, ranked)
         return ranked

@@ -83,15 +83,13 @@ def test_hybrid_shorthand_rejects_bad_options(spec):
 
 
 def test_agreement_gate_keeps_a_lexical_leaf_only_when_knn_agrees():
-    from service.fusion import agreement_weights
-
     knn = [("right-en", 0.9), ("right-de", 0.89), ("other", 0.5)]
     bm25_agrees = [("right-de", 12.0), ("wrong-de", 11.0)]      # exact words of a product kNN also found
     bm25_words_only = [("wrong-de", 9.0), ("right-de", 2.0)]    # same-language words, wrong product
-    assert agreement_weights([bm25_agrees, knn], [0.5, 1.0], [True, False], 1, k=2) == [0.5, 1.0]
-    assert agreement_weights([bm25_words_only, knn], [0.5, 1.0], [True, False], 1, k=2) == [0.0, 1.0]
-    assert agreement_weights([[], knn], [0.5, 1.0], [True, False], 1, k=2) == [0.0, 1.0]
-    assert agreement_weights([bm25_words_only, knn], [0.5, 1.0], [False, False], 1, k=2) == [0.5, 1.0]
+    assert fusion.gate_open([bm25_agrees, knn], [True, False], 1, k=2) == [True, True]
+    assert fusion.gate_open([bm25_words_only, knn], [True, False], 1, k=2) == [False, True]
+    assert fusion.gate_open([[], knn], [True, False], 1, k=2) == [False, True]
+    assert fusion.gate_open([bm25_words_only, knn], [False, False], 1, k=2) == [True, True]
 
 
 def test_hybrid_shorthand_builds_the_gate_around_knn():
