@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from bench.datasets import Benchmark
 from pipelines.settings import get_settings
+from service.retrievers import LEAVES
 
 METRICS = ["ndcg@10", "mrr@10", "recall@10", "recall@100"]
 WINDOW = 100
@@ -152,38 +153,29 @@ def run_method(es, index: str, bench: Benchmark, method: Method, threads: int = 
     return run, lat
 
 
-LEAF_RETRIEVERS = ("standard", "knn", "sparse")
-
-
 def excluding(body: dict, ids: list[str]) -> dict:
     """``body`` with the documents ``ids`` filtered out of every leaf before any fusion: each leaf
     retriever's ``filter``, the hybrid shorthand's ``filter``, or a plain query's ``bool.must_not``."""
     not_these = {"bool": {"must_not": {"ids": {"values": ids}}}}
 
+    def filtered(spec: dict) -> dict:  # a leaf's or the shorthand's ``filter`` (one clause or a list) plus ours
+        have = spec.get("filter")
+        return {**spec, "filter": ([*have] if isinstance(have, list) else [have] if have else []) + [not_these]}
+
     def tree(spec: dict) -> dict:
         ((kind, inner),) = spec.items()
-        inner = dict(inner)
-        if kind in LEAF_RETRIEVERS:
-            have = inner.get("filter")
-            inner["filter"] = ([*have] if isinstance(have, list) else [have] if have else []) + [not_these]
-        elif "retrievers" in inner:
-            inner["retrievers"] = [{**e, "retriever": tree(e["retriever"])} if "retriever" in e else tree(e)
-                                   for e in inner["retrievers"]]
-        elif "retriever" in inner:
-            inner["retriever"] = tree(inner["retriever"])
-        return {kind: inner}
+        if kind in LEAVES:
+            return {kind: filtered(inner)}
+        if "retrievers" in inner:
+            return {kind: {**inner, "retrievers": [{**e, "retriever": tree(e["retriever"])} if "retriever" in e
+                                                   else tree(e) for e in inner["retrievers"]]}}
+        return {kind: {**inner, "retriever": tree(inner["retriever"])}}
 
-    body = dict(body)
     if "retriever" in body:
-        body["retriever"] = tree(body["retriever"])
-    elif "hybrid" in body.get("query", {}):
-        hybrid = dict(body["query"]["hybrid"])
-        hybrid["filter"] = [*(hybrid["filter"] if isinstance(hybrid.get("filter"), list)
-                              else [hybrid["filter"]] if hybrid.get("filter") else []), not_these]
-        body["query"] = {"hybrid": hybrid}
-    else:
-        body["query"] = {"bool": {"must": [body.get("query", {"match_all": {}})], **not_these["bool"]}}
-    return body
+        return {**body, "retriever": tree(body["retriever"])}
+    if "hybrid" in body.get("query", {}):
+        return {**body, "query": {"hybrid": filtered(body["query"]["hybrid"])}}
+    return {**body, "query": {"bool": {"must": [body.get("query", {"match_all": {}})], **not_these["bool"]}}}
 
 
 def percentile(values: list[float], p: float) -> float:
