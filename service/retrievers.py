@@ -25,7 +25,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from pipelines.engine.dialect import Dialect
 from pipelines.engine.errors import EngineError, EngineRequestError, from_response
-from pipelines.engine.transport import AsyncEngine, encode_json
+from pipelines.engine.transport import AsyncEngine, encode_ndjson
 from pipelines.schema import (CHUNKS_FIELD, LANG_FIELD, SPARSE_FIELD, UNDETERMINED, VECTOR_FIELD, detect_language,
                               rerank_fields, rerank_text)
 from service import fusion
@@ -90,9 +90,9 @@ class SearchContext:
         cannot carry, the bodies go as concurrent ``_search``es instead."""
         if len(bodies) < 2 or set(self.params) - MSEARCH_HEADER_PARAMS - MSEARCH_URL_PARAMS:
             return list(await asyncio.gather(*(self.search(b) for b in bodies)))
-        head = encode_json({"index": self.index, **{k: _header_value(v) for k, v in self.params.items()
-                                                    if k in MSEARCH_HEADER_PARAMS}})
-        ndjson = b"".join(head + b"\n" + encode_json(b) + b"\n" for b in bodies)
+        head = {"index": self.index, **{k: _header_value(v) for k, v in self.params.items()
+                                        if k in MSEARCH_HEADER_PARAMS}}
+        ndjson = encode_ndjson((head, b) for b in bodies)
         url = {k: v for k, v in self.params.items() if k in MSEARCH_URL_PARAMS}
         resp = await self.engine.request("POST", "/_msearch", content=ndjson, params=url or None,
                                          timeout_s=self.timeout_s)

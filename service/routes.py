@@ -7,7 +7,6 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Iterable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -16,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pipelines.engine.errors import ApiError, from_response
+from pipelines.engine.transport import encode_ndjson
 from pipelines.settings import Settings
 from pipelines.stale_vectors import warning_header
 from service import feedback, index_models, security, writes
@@ -60,11 +60,6 @@ def _json_bytes(data: Any, pretty: bool = False) -> bytes:
     except UnicodeEncodeError:
         out = json.dumps(data, ensure_ascii=True, allow_nan=False, **layout).encode("ascii")
     return out + b"\n" if pretty else out
-
-
-def _ndjson(pairs: Iterable[tuple[Any, Any]]) -> bytes:
-    """NDJSON of (action or header, body) pairs: a ``_bulk`` or ``_msearch`` body."""
-    return b"".join(_json_bytes(head) + b"\n" + _json_bytes(body) + b"\n" for head, body in pairs)
 
 
 def _with_warnings(answer: Response, warnings: list[str]) -> Response:
@@ -120,11 +115,12 @@ async def feedback_endpoint(request: Request) -> Response:
         docs = feedback.feedback_documents(events, await searches())
     hits: dict[str, list[dict[str, Any]]] = {}
     if lookups := feedback.doc_lookup(docs):  # the clicked documents' languages: one _msearch
-        resp = await ps.engine.request("POST", "/_msearch", content=_ndjson(({"index": i}, b) for i, b in lookups))
+        resp = await ps.engine.request("POST", "/_msearch",
+                                       content=encode_ndjson(({"index": i}, b) for i, b in lookups))
         answers = resp.json().get("responses", [])  # an item the engine refused (no such index): "und"
         hits = {i: a.get("hits", {}).get("hits", []) for (i, _), a in zip(lookups, answers)}
     feedback.add_language_pairs(docs, hits)
-    lines = _ndjson(({"index": {}}, d) for d in docs)
+    lines = encode_ndjson(({"index": {}}, d) for d in docs)
     resp = await ps.engine.request("POST", f"/{ps.settings.feedback_index}/_bulk", content=lines,
                                    params={"refresh": request.query_params.get("refresh", "false")})
     result = resp.json()

@@ -148,6 +148,11 @@ def encode_json(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":"), allow_nan=False).encode("ascii")
 
 
+def encode_ndjson(pairs: Iterable[tuple[Any, Any]]) -> bytes:
+    """A ``_bulk`` or ``_msearch`` body: each (action or header, body) pair as two :func:`encode_json` lines."""
+    return b"".join(encode_json(head) + b"\n" + encode_json(body) + b"\n" for head, body in pairs)
+
+
 class _EngineBase:
     """What the async and sync transports share: configuration, request shaping, outcomes."""
 
